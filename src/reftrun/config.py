@@ -1,0 +1,148 @@
+"""Typed run configuration, validated from the composed Hydra config before any model loads.
+
+`validate(cfg)` turns the DictConfig into dataclasses and raises ConfigError with one line naming the
+bad value and the valid choices. Defaults live in conf/*.yaml; each field is documented here.
+"""
+from dataclasses import dataclass, field, fields
+
+from omegaconf import DictConfig, OmegaConf
+
+from .interventions import INTERVENTIONS
+from .positions import PositionSpec
+from .tasks import TASK_NAMES
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+class ConfigError(ValueError):
+    """A bad config value; the CLI prints it as one line and exits 2."""
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str                 # hub id, local directory, or smollm2-135m-instruct (embedded, offline)
+    short_name: str = ""              # used in run folder names
+    dtype: str = "auto"               # base model dtype; auto = bfloat16 on CUDA, float32 elsewhere
+    max_length: int = 512             # tokenizer truncation for prompt+target (paper: 512)
+    trust_remote_code: bool = False   # never on unless asked
+    hidden_size: int | None = None    # shapes for dry runs without weights (optional)
+    num_layers: int | None = None
+
+
+@dataclass
+class InterventionConfig:
+    type: str = "loreft"              # registry name: loreft, direft, noreft, consreft, lobireft, loreft_nodiff
+    dropout: float = 0.0              # on the edit (paper) or the whole output (compat=pyreft)
+    act_fn: str | None = None         # σ in Wh+b; null = identity (paper)
+    dtype: str = "float32"            # intervention parameters' dtype, independent of the model's
+
+
+@dataclass
+class TaskConfig:
+    name: str = "commonsense_offline"
+    data_dir: str = "data"            # <data_dir>/<set>/{train,test}.json (LLM-Adapters layout)
+    eval_sets: list[str] | None = None  # null = all of the task's sets
+    max_train_examples: int | None = None
+    max_new_tokens: int | None = None  # null = the task's own default
+    split_seed: int = 0               # fixed shuffle for tasks that split their own eval set
+    options: dict = field(default_factory=dict)  # task-specific settings
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 9e-4
+    weight_decay: float = 0.0         # on W and b; never on R's chart coordinates
+    warmup_ratio: float = 0.1
+    batch_size: int = 8
+    grad_accum: int = 1
+    epochs: float = 1.0
+    max_steps: int = -1               # > 0 caps optimizer steps
+    max_grad_norm: float = 1.0
+    group_by_length: bool = True      # length-grouped shuffled batches (less padding)
+
+
+@dataclass
+class EvalConfig:
+    before: bool = True               # also score the untrained model (interventions off)
+    batch_size: int = 32
+    max_examples: int | None = None   # cap per eval set
+    sets: list[str] | None = None     # subset of the task's eval sets
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig
+    intervention: InterventionConfig
+    task: TaskConfig
+    optim: OptimConfig
+    eval: EvalConfig
+    rank: int = 8
+    layers: str = "all"
+    positions: str = "f7+l7"
+    share_weights: bool = True
+    seed: int = 42
+    compat: str = "paper"             # paper | pyreft (reproduce pyreft's deviations)
+    device: str = "auto"
+    logger: str = "none"              # none | wandb
+    wandb: dict = field(default_factory=dict)
+    dry_run: bool = False
+    log_every: int = 1
+
+
+def _build(cls, data: dict, where: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown key {where}.{unknown[0]}; valid: {', '.join(sorted(known))}")
+    return cls(**data)
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def validate(cfg: DictConfig) -> RunConfig:
+    data = OmegaConf.to_container(cfg, resolve=True)
+    data.pop("hydra", None)
+    for key in ("run_dir", "overwrite"):
+        data.pop(key, None)
+    groups = {"model": ModelConfig, "intervention": InterventionConfig, "task": TaskConfig,
+              "optim": OptimConfig, "eval": EvalConfig}
+    parts = {k: _build(c, data.pop(k, {}) or {}, k) for k, c in groups.items()}
+    run = _build(RunConfig, {**data, **parts}, "config")
+    return check_run(run)
+
+
+def check_run(run: RunConfig) -> RunConfig:
+    kinds = ", ".join(sorted(INTERVENTIONS))
+    _check(run.intervention.type in INTERVENTIONS, f"unknown intervention {run.intervention.type!r}; valid: {kinds}")
+    _check(run.task.name in TASK_NAMES, f"unknown task {run.task.name!r}; valid: {', '.join(TASK_NAMES)}")
+    _check(_is_int(run.rank) and run.rank > 0, f"rank {run.rank!r} must be a positive integer")
+    if run.model.hidden_size:
+        _check(run.rank <= run.model.hidden_size, f"rank {run.rank} exceeds hidden size {run.model.hidden_size}")
+    try:
+        PositionSpec.parse(run.positions)
+    except ValueError as e:
+        raise ConfigError(str(e))
+    _check(isinstance(run.share_weights, bool), f"share_weights {run.share_weights!r} must be true or false")
+    _check(_is_int(run.seed), f"seed {run.seed!r} must be an integer")
+    _check(run.compat in ("paper", "pyreft"), f"compat {run.compat!r} is unknown; valid: paper, pyreft")
+    _check(run.logger in ("none", "wandb"), f"logger {run.logger!r} is unknown; valid: none, wandb")
+    for where, value in (("model.dtype", run.model.dtype), ("intervention.dtype", run.intervention.dtype)):
+        _check(value in DTYPES, f"{where} {value!r} is unknown; valid: {', '.join(DTYPES)}")
+    _check(run.intervention.dtype != "auto", "intervention.dtype 'auto' is not allowed; valid: float32, bfloat16, float16")
+    _check(0 <= run.intervention.dropout < 1, f"intervention.dropout {run.intervention.dropout} must be in [0, 1)")
+    _check(_is_int(run.model.max_length) and run.model.max_length > 0, f"model.max_length {run.model.max_length!r} must be a positive integer")
+    o = run.optim
+    _check(o.lr > 0, f"optim.lr {o.lr} must be positive")
+    _check(_is_int(o.batch_size) and o.batch_size > 0, f"optim.batch_size {o.batch_size!r} must be a positive integer")
+    _check(_is_int(o.grad_accum) and o.grad_accum > 0, f"optim.grad_accum {o.grad_accum!r} must be a positive integer")
+    _check(0 <= o.warmup_ratio < 1, f"optim.warmup_ratio {o.warmup_ratio} must be in [0, 1)")
+    _check(o.epochs > 0 or o.max_steps > 0, "optim.epochs or optim.max_steps must be positive")
+    _check(_is_int(run.eval.batch_size) and run.eval.batch_size > 0, f"eval.batch_size {run.eval.batch_size!r} must be a positive integer")
+    return run

@@ -1,0 +1,72 @@
+"""Batched greedy evaluation: generate, extract, score, write per-example predictions.
+
+Prompts are sorted by length and left-padded; interventions edit the prompt on the prefill only.
+`reft=None` scores the untouched base model (the "before" column of the results table).
+"""
+from collections import Counter
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .data import Collator, encode_prompts
+from .reft import Reft
+from .runio import write_jsonl
+from .tasks import Task
+
+
+def generate_batch(model, tok, reft: Reft | None, batch: dict, device: str, max_new_tokens: int, **decoding) -> list[str]:
+    kw = dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=tok.pad_token_id,
+              eos_token_id=tok.eos_token_id, **decoding)
+    ids, attn = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    if reft is None:
+        with torch.no_grad():
+            out = model.generate(input_ids=ids, attention_mask=attn, **kw)
+    else:
+        out = reft.generate(model, ids, attn, batch["positions"].to(device), batch["position_mask"].to(device), **kw)
+    return tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
+
+
+def evaluate_set(model, tok, reft: Reft | None, task: Task, eval_set: str, collator: Collator, device: str,
+                 batch_size: int, max_length: int, max_examples: int | None = None,
+                 max_new_tokens: int | None = None, desc: str = "") -> tuple[dict, list[dict]]:
+    examples = task.eval_examples(eval_set)[:max_examples]
+    prompts = encode_prompts(tok, examples, max_length)
+    order = sorted(range(len(examples)), key=lambda i: -len(prompts[i]))  # longest first: memory peak up front
+    generations: dict[int, str] = {}
+    was_training = reft.training if reft is not None else False
+    if reft is not None:
+        reft.eval()
+    for start in tqdm(range(0, len(order), batch_size), desc=desc or eval_set, leave=False):
+        idx = order[start:start + batch_size]
+        batch = collator.prompts([prompts[i] for i in idx])
+        texts = generate_batch(model, tok, reft, batch, device, max_new_tokens or task.max_new_tokens)
+        generations.update(zip(idx, texts))
+    if reft is not None:
+        reft.train(was_training)
+    rows = []
+    for i, ex in enumerate(examples):
+        extracted = task.extract(generations[i])
+        rows.append({"id": ex.id, "prompt": ex.prompt, "generation": generations[i], "extracted": extracted,
+                     "gold": ex.gold, "correct": bool(task.score(extracted, ex.gold))})
+    n = len(rows)
+    golds = Counter(r["gold"] for r in rows)
+    metrics = {"accuracy": sum(r["correct"] for r in rows) / n if n else 0.0, "n": n,
+               "majority": max(golds.values()) / n if n else 0.0,
+               "predicted": dict(Counter(r["extracted"] for r in rows).most_common(5))}
+    return metrics, rows
+
+
+def evaluate(model, tok, reft: Reft | None, task: Task, sets: list[str], collator: Collator, device: str,
+             run_dir: Path, stage: str, batch_size: int, max_length: int, max_examples: int | None = None,
+             max_new_tokens: int | None = None) -> dict:
+    """Score every set, write predictions/<stage>/<set>.jsonl, return {set: metrics, 'average': ...}."""
+    results = {}
+    for eval_set in sets:
+        metrics, rows = evaluate_set(model, tok, reft, task, eval_set, collator, device, batch_size, max_length,
+                                     max_examples, max_new_tokens, desc=f"eval {stage} {eval_set}")
+        write_jsonl(Path(run_dir) / "predictions" / stage / f"{eval_set}.jsonl", rows)
+        results[eval_set] = metrics
+    scored = [m for m in results.values() if m["n"]]
+    results["average"] = {k: sum(m[k] for m in scored) / len(scored) for k in ("accuracy", "majority")} if scored else {}
+    return results

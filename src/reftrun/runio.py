@@ -1,0 +1,83 @@
+"""Run folders: interventions as safetensors + reft.json, atomic JSON writes, metrics merging.
+
+A run folder holds config.yaml (resolved), reft.json + interventions.safetensors, metrics.json,
+predictions/<stage>/<set>.jsonl and train_log.jsonl. Every file is written to a temporary name and
+renamed, so an interrupted run never leaves a truncated file behind.
+"""
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .reft import Reft, ReftSpec
+
+WEIGHTS, SPEC = "interventions.safetensors", "reft.json"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data) -> None:
+    atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def merge_metrics(run_dir: Path, updates: dict) -> dict:
+    """Read metrics.json, update it one level deep, write it back atomically."""
+    path = Path(run_dir) / "metrics.json"
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    for key, value in updates.items():
+        if isinstance(value, dict) and isinstance(metrics.get(key), dict):
+            metrics[key].update(value)
+        else:
+            metrics[key] = value
+    write_json(path, metrics)
+    return metrics
+
+
+def save_reft(reft: Reft, run_dir: Path) -> None:
+    run_dir = Path(run_dir)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in reft.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{WEIGHTS}.")
+    os.close(fd)
+    save_file(tensors, tmp, metadata={"format": "reftrun"})
+    os.replace(tmp, run_dir / WEIGHTS)
+    write_json(run_dir / SPEC, {**reft.spec.to_dict(), "num_parameters": reft.num_parameters()})
+
+
+def load_reft(run_dir: Path, hidden_size: int | None = None) -> Reft:
+    """Rebuild the interventions from reft.json and load their weights (safetensors only, no pickle)."""
+    run_dir = Path(run_dir)
+    spec_path, weights_path = run_dir / SPEC, run_dir / WEIGHTS
+    for p in (spec_path, weights_path):
+        if not p.exists():
+            raise FileNotFoundError(f"{p} not found; is {run_dir} a finished reftrun run folder?")
+    data = json.loads(spec_path.read_text())
+    data.pop("num_parameters", None)
+    spec = ReftSpec(**data)
+    if hidden_size is not None and hidden_size != spec.hidden_size:
+        raise ValueError(f"interventions in {run_dir} are for hidden size {spec.hidden_size}, "
+                         f"but the model has hidden size {hidden_size}")
+    reft = Reft(spec)
+    try:
+        state = load_file(weights_path)
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{weights_path} is corrupted or truncated ({e})")
+    missing = set(reft.state_dict()) ^ set(state)
+    if missing:
+        raise ValueError(f"{weights_path} does not match {SPEC}: mismatched tensors {sorted(missing)[:3]}")
+    reft.load_state_dict(state)
+    return reft.to(getattr(torch, spec.dtype))

@@ -1,0 +1,69 @@
+"""Results tables built from run folders (metrics.json + config.yaml), never from memory.
+
+`run_summary` is the small table printed at the end of `reftrun train`; `build_table` groups runs by
+everything but the seed and reports mean ± sd over seeds per eval set (`reftrun table`).
+"""
+import glob
+import json
+import statistics
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+
+def run_summary(metrics: dict) -> str:
+    after, before = metrics.get("after", {}), metrics.get("before", {})
+    sets = [s for s in after if s != "average"] + ["average"]
+    lines = ["| eval set | n | untrained | trained | majority class |", "|---|---|---|---|---|"]
+    for s in sets:
+        a, b = after.get(s, {}), before.get(s, {})
+        n = a.get("n", "") if s != "average" else sum(after[x]["n"] for x in sets[:-1])
+        fmt = lambda m: f"{m['accuracy']:.3f}" if "accuracy" in m else "—"
+        lines.append(f"| {s} | {n} | {fmt(b)} | {fmt(a)} | {a.get('majority', 0):.3f} |")
+    return "\n".join(lines)
+
+
+def find_runs(pattern: str) -> list[Path]:
+    """A directory (searched recursively) or a glob; a run is a folder with config.yaml."""
+    roots = [Path(p) for p in sorted(glob.glob(pattern))] if any(c in pattern for c in "*?[") else [Path(pattern)]
+    runs = set()
+    for root in roots:
+        if (root / "config.yaml").exists():
+            runs.add(root)
+        elif root.is_dir():
+            runs.update(p.parent for p in root.rglob("config.yaml") if ".hydra" not in p.parts)
+    if not runs:
+        raise FileNotFoundError(f"no run folders match {pattern!r}; pass a runs directory or a glob like 'runs/*/*'")
+    return sorted(runs)
+
+
+def _row_key(config: dict) -> tuple:
+    c = dict(config)
+    return (c["task"]["name"], c["model"].get("short_name") or c["model"]["name_or_path"], c["intervention"]["type"],
+            c["rank"], str(c["layers"]), c["positions"], c["share_weights"])
+
+
+def build_table(pattern: str, stage: str = "after") -> str:
+    groups: dict[tuple, list[dict]] = {}
+    sets: list[str] = []
+    for run in find_runs(pattern):
+        config = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
+        metrics_path = run / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()).get(stage, {}) if metrics_path.exists() else {}
+        groups.setdefault(_row_key(config), []).append(metrics)
+        sets += [s for s in metrics if s != "average" and s not in sets]
+    head = ["task", "model", "intervention", "rank", "layers", "positions", "tied", "seeds"] + sets + ["average"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, runs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        done = [m for m in runs if m]
+        cells = []
+        for s in sets + ["average"]:
+            vals = [100 * m[s]["accuracy"] for m in done if "accuracy" in m.get(s, {})]
+            if not vals or len(vals) < len(runs):
+                cells.append(f"— ({len(vals)}/{len(runs)})")
+            else:
+                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                cells.append(f"{statistics.mean(vals):.1f} ± {sd:.1f}")
+        name = list(key[:-1]) + ["tied" if key[-1] else "untied"]
+        lines.append("| " + " | ".join(str(x) for x in name) + f" | {len(done)}/{len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
