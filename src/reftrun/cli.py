@@ -4,7 +4,6 @@ Configs come from the package's conf/ (a wheel) or the checkout's conf/ (editabl
 Bad input ends with one line on stderr and exit code 2 (HYDRA_FULL_ERROR=1 shows the traceback).
 """
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -24,15 +23,6 @@ def config_dir() -> Path:
 
 CONF = config_dir()
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
-
-
-def _slug(value) -> str:
-    text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text.replace(";", ",").replace(",", "_")).strip("-")
-
-
-OmegaConf.register_new_resolver("slug", _slug, replace=True)
-OmegaConf.register_new_resolver("tied", lambda v: "tied" if str(v).lower() == "true" else "untied", replace=True)
 
 
 def check_group_choices(args: list[str]) -> None:

@@ -3,15 +3,26 @@
 `validate(cfg)` turns the DictConfig into dataclasses and raises ConfigError with one line naming the
 bad value and the valid choices. Defaults live in conf/*.yaml; each field is documented here.
 """
+import re
 from dataclasses import dataclass, field, fields
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from .interventions import INTERVENTIONS
 from .positions import PositionSpec
 from .tasks import TASK_NAMES
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def slug(value) -> str:
+    """A value as a safe folder-name fragment: 'f7+l7' stays, '2;10;18' → '2_10_18'."""
+    text = ",".join(map(str, value)) if isinstance(value, (list, tuple, ListConfig)) else str(value)
+    return re.sub(r"[^A-Za-z0-9.+_-]+", "-", text.replace(";", ",").replace(",", "_")).strip("-")
+
+
+OmegaConf.register_new_resolver("slug", slug, replace=True)
+OmegaConf.register_new_resolver("tied", lambda v: "tied" if str(v).lower() == "true" else "untied", replace=True)
 
 
 class ConfigError(ValueError):
@@ -77,7 +88,7 @@ class RunConfig:
     optim: OptimConfig
     eval: EvalConfig
     rank: int = 8
-    layers: str = "all"
+    layers: str | int | list = "all"  # all | [2,10,18] | 0-15
     positions: str = "f7+l7"
     share_weights: bool = True
     seed: int = 42
@@ -107,10 +118,10 @@ def _is_int(x) -> bool:
 
 
 def validate(cfg: DictConfig) -> RunConfig:
-    data = OmegaConf.to_container(cfg, resolve=True)
-    data.pop("hydra", None)
-    for key in ("run_dir", "overwrite"):
+    data = OmegaConf.to_container(cfg, resolve=False)
+    for key in ("hydra", "run_dir", "overwrite"):  # runtime-only keys, not part of the run's identity
         data.pop(key, None)
+    data = OmegaConf.to_container(OmegaConf.create(data), resolve=True)
     groups = {"model": ModelConfig, "intervention": InterventionConfig, "task": TaskConfig,
               "optim": OptimConfig, "eval": EvalConfig}
     parts = {k: _build(c, data.pop(k, {}) or {}, k) for k, c in groups.items()}

@@ -140,10 +140,16 @@ class Reft(nn.Module):
 
 def edit_positions(hidden: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
                    intervention: nn.Module) -> torch.Tensor:
-    """Gather hidden[b, positions[b]], apply the intervention, add the edit back where mask is set.
+    """hidden with hidden[b, positions[b, j]] replaced by Φ(that vector) wherever mask[b, j].
 
-    One gather and one scatter-add per group; unused slots add zero, so they may point anywhere."""
+    One gather and one scatter. Unused slots are pointed at the row's first used slot and write its
+    (detached) value again, so duplicates agree and gradients are not double-counted."""
+    first = mask.to(torch.uint8).argmax(1, keepdim=True)               # first used slot per row
+    positions = torch.where(mask, positions, positions.gather(1, first))
     index = positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
     selected = hidden.gather(1, index)
-    delta = (intervention(selected) - selected) * mask.unsqueeze(-1).to(selected.dtype)
-    return hidden.scatter_add(1, index, delta)
+    edited = intervention(selected)
+    duplicate = edited.gather(1, first.unsqueeze(-1).expand(-1, -1, edited.shape[-1])).detach()
+    used = mask.any(1, keepdim=True).unsqueeze(-1)                      # rows with no used slot stay as they are
+    edited = torch.where(mask.unsqueeze(-1), edited, torch.where(used, duplicate, selected))
+    return hidden.scatter(1, index, edited)

