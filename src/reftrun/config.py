@@ -94,6 +94,7 @@ class RunConfig:
     seed: int = 42
     compat: str = "paper"             # paper | pyreft (reproduce pyreft's deviations)
     device: str = "auto"
+    autocast: str | None = None       # CUDA mixed precision for an fp32 model: bfloat16 | float16 (with loss scaling)
     logger: str = "none"              # none | wandb
     wandb: dict = field(default_factory=dict)
     dry_run: bool = False
@@ -143,6 +144,7 @@ def check_run(run: RunConfig) -> RunConfig:
     _check(isinstance(run.share_weights, bool), f"share_weights {run.share_weights!r} must be true or false")
     _check(_is_int(run.seed), f"seed {run.seed!r} must be an integer")
     _check(run.compat in ("paper", "pyreft"), f"compat {run.compat!r} is unknown; valid: paper, pyreft")
+    _check(run.autocast in (None, "bfloat16", "float16"), f"autocast {run.autocast!r} is unknown; valid: null, bfloat16, float16")
     _check(run.logger in ("none", "wandb"), f"logger {run.logger!r} is unknown; valid: none, wandb")
     for where, value in (("model.dtype", run.model.dtype), ("intervention.dtype", run.intervention.dtype)):
         _check(value in DTYPES, f"{where} {value!r} is unknown; valid: {', '.join(DTYPES)}")

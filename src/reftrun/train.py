@@ -4,6 +4,7 @@ Phases in order: build (task, model, interventions), data, optimizer, evaluate b
 evaluate after. The base model is frozen; AdamW sees only intervention parameters. The loss is the
 mean cross-entropy over all target tokens of an optimizer step (micro-batches and ranks summed).
 """
+import contextlib
 import json
 import math
 import os
@@ -118,6 +119,9 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
         before = evaluate(model, tok, None, task, sets, collator, device, run_dir, "before", **evaluate_kw)
         merge_metrics(run_dir, {"before": before})
 
+    cuda_amp = run.autocast is not None and device == "cuda"
+    amp = lambda: torch.autocast("cuda", dtype=getattr(torch, run.autocast)) if cuda_amp else contextlib.nullcontext()
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda_amp and run.autocast == "float16")
     reft.train()
     def micro_batches():
         epoch = 0
@@ -136,15 +140,17 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
         loss_value = 0.0
         for batch in group:
             batch = {k: v.to(device) for k, v in batch.items()}
-            with reft.attached(model, batch["positions"], batch["position_mask"]):
+            with amp(), reft.attached(model, batch["positions"], batch["position_mask"]):
                 loss_sum, _ = target_loss(model, batch)
-            (loss_sum / n_targets).backward()
+            scaler.scale(loss_sum / n_targets).backward()
             loss_value += loss_sum.item() / n_targets
             tokens_seen += int(batch["attention_mask"].sum())
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss became {loss_value} at step {step + 1}; lower optim.lr or check the data")
+        scaler.unscale_(opt)
         grad_norm = torch.nn.utils.clip_grad_norm_(reft.parameters(), o.max_grad_norm)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         opt.zero_grad(set_to_none=True)
         elapsed = time.perf_counter() - started
