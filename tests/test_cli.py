@@ -128,3 +128,35 @@ def test_bad_input_is_one_line_before_any_model_loads(tmp_path, tiny_model_dir, 
 def test_eval_of_a_missing_run_dir_is_one_line(tmp_path):
     proc = reftrun("eval", f"run_dir={tmp_path / 'nowhere'}", check=False)
     assert proc.returncode == 2 and "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+
+
+PLUGIN = '''
+import torch
+from torch import nn
+from reftrun.interventions import Intervention, register
+
+
+@register("scaled_steer")
+class ScaledSteer(Intervention):
+    """h + W2ᵀ tanh(W1 h): a user's own intervention in one small file."""
+
+    def __init__(self, hidden_size, rank, **kw):
+        super().__init__(hidden_size, rank, **kw)
+        self.proj, self.up = self.linear(), self.linear(bias=False)
+
+    def edit(self, h):
+        return torch.tanh(self.proj(h)) @ self.up.weight
+'''
+
+
+def test_a_user_intervention_in_one_file_trains_and_reloads(tmp_path, tiny_model_dir, commonsense_dir):
+    (tmp_path / "my_interventions.py").write_text(PLUGIN)
+    run = tmp_path / "plugin"
+    reftrun("train", *tiny_args(tiny_model_dir, commonsense_dir), "imports=[my_interventions]",
+            "intervention.type=scaled_steer", "optim.max_steps=2", "eval.before=false", "eval.sets=[boolq]",
+            f"hydra.run.dir={run}", cwd=tmp_path)
+    assert json.loads((run / "reft.json").read_text())["intervention"] == "scaled_steer"
+    reftrun("eval", f"run_dir={run}", cwd=tmp_path)
+    bad = reftrun("train", *tiny_args(tiny_model_dir, commonsense_dir), "intervention.type=scaled_steer",
+                  f"hydra.run.dir={tmp_path / 'x'}", check=False, cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown intervention 'scaled_steer'; valid: consreft" in bad.stderr

@@ -3,6 +3,7 @@
 `validate(cfg)` turns the DictConfig into dataclasses and raises ConfigError with one line naming the
 bad value and the valid choices. Defaults live in conf/*.yaml; each field is documented here.
 """
+import importlib
 import re
 from dataclasses import dataclass, field, fields
 
@@ -99,6 +100,7 @@ class RunConfig:
     wandb: dict = field(default_factory=dict)
     dry_run: bool = False
     log_every: int = 1
+    imports: list[str] = field(default_factory=list)  # modules to import first (e.g. your own @register'd intervention)
 
 
 def _build(cls, data: dict, where: str):
@@ -131,6 +133,11 @@ def validate(cfg: DictConfig) -> RunConfig:
 
 
 def check_run(run: RunConfig) -> RunConfig:
+    for module in run.imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise ConfigError(f"imports: cannot import {module!r} ({e})")
     kinds = ", ".join(sorted(INTERVENTIONS))
     _check(run.intervention.type in INTERVENTIONS, f"unknown intervention {run.intervention.type!r}; valid: {kinds}")
     _check(run.task.name in TASK_NAMES, f"unknown task {run.task.name!r}; valid: {', '.join(TASK_NAMES)}")
