@@ -49,6 +49,8 @@ def test_train_eval_table_end_to_end(tmp_path, tiny_model_dir, commonsense_dir):
     merged = json.loads((run / "metrics.json").read_text())
     assert merged["after"]["boolq"]["n"] == 2 and merged["after"]["piqa"]["n"] == 2
     assert merged["after"]["openbookqa"] == metrics["after"]["openbookqa"] and merged["before"] == metrics["before"]
+    accs = [merged["after"][s]["accuracy"] for s in sets]
+    assert merged["after"]["average"]["accuracy"] == pytest.approx(sum(accs) / len(accs))
     assert "| boolq | 2 |" in out.stdout
 
     # a re-run of a finished folder is skipped, not overwritten

@@ -67,6 +67,11 @@ def evaluate(model, tok, reft: Reft | None, task: Task, sets: list[str], collato
                                      max_examples, max_new_tokens, desc=f"eval {stage} {eval_set}")
         write_jsonl(Path(run_dir) / "predictions" / stage / f"{eval_set}.jsonl", rows)
         results[eval_set] = metrics
-    scored = [m for m in results.values() if m["n"]]
-    results["average"] = {k: sum(m[k] for m in scored) / len(scored) for k in ("accuracy", "majority")} if scored else {}
-    return results
+    return with_average(results)
+
+
+def with_average(results: dict) -> dict:
+    """Add 'average': the unweighted mean over eval sets (as the paper's tables average)."""
+    scored = [m for s, m in results.items() if s != "average" and m.get("n")]
+    average = {k: sum(m[k] for m in scored) / len(scored) for k in ("accuracy", "majority")} if scored else {}
+    return {**{s: m for s, m in results.items() if s != "average"}, "average": average}

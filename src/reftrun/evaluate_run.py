@@ -3,13 +3,14 @@
 Only the run folder is needed (config.yaml, reft.json, interventions.safetensors); `eval.*` overrides
 select sets and caps. Results merge into metrics.json under "after" without touching other entries.
 """
+import json
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from .config import validate
 from .data import Collator
-from .evaluate import evaluate
+from .evaluate import evaluate, with_average
 from .models import load_model
 from .runio import load_reft, merge_metrics
 from .table import run_summary
@@ -38,6 +39,8 @@ def evaluate_run(cfg: DictConfig) -> dict:
     after = evaluate(model, tok, reft, task, sets, collator, device, run_dir, "after", batch_size=run.eval.batch_size,
                      max_length=run.model.max_length, max_examples=run.eval.max_examples,
                      max_new_tokens=run.task.max_new_tokens)
-    metrics = merge_metrics(run_dir, {"after": after})
+    path = run_dir / "metrics.json"
+    earlier = json.loads(path.read_text()).get("after", {}) if path.exists() else {}
+    metrics = merge_metrics(run_dir, {"after": with_average({**earlier, **after})})  # other sets are kept
     print(run_summary(metrics))
     return metrics

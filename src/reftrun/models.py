@@ -76,6 +76,15 @@ def model_shape(name_or_path: str, trust_remote_code: bool = False) -> tuple[int
     return config.hidden_size, config.num_hidden_layers
 
 
+def base_parameters(name_or_path: str, trust_remote_code: bool = False) -> int:
+    """The base model's parameter count, built on the meta device from its config: no weights read."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    config = AutoConfig.from_pretrained(model_path(name_or_path), trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    return sum(p.numel() for p in model.parameters())
+
+
 def load_tokenizer(path: str, max_length: int, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .config import ConfigError, RunConfig
 from .data import Collator, encode_train, train_batches
 from .evaluate import evaluate
-from .models import load_model, model_shape, pick_device
+from .models import base_parameters, load_model, model_shape, pick_device
 from .reft import Reft, ReftSpec, find_layers, parse_layers
 from .runio import merge_metrics, save_reft, write_json
 from .tasks import Task, get_task
@@ -54,9 +54,9 @@ def build_spec(run: RunConfig, hidden_size: int, num_layers: int) -> ReftSpec:
                     base_model=run.model.name_or_path, dropout_whole_output=pyreft, pyreft_clipping=pyreft)
 
 
-def target_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy over target tokens and their count. For known architectures the LM head
-    runs on target positions only (a fraction of the sequence), which saves its time and memory."""
+def target_loss(model, batch: dict) -> torch.Tensor:
+    """Summed cross-entropy over target tokens. For known architectures the LM head runs on target
+    positions only (a fraction of the sequence), which saves its time and memory."""
     labels = batch["labels"][:, 1:]
     keep = labels != -100
     if model.config.model_type in FAST_LOSS_TYPES and not getattr(model.config, "final_logit_softcapping", None):
@@ -64,8 +64,7 @@ def target_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
         logits = model.get_output_embeddings()(hidden[:, :-1][keep])
     else:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][keep]
-    loss = torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="sum")
-    return loss, int(keep.sum())
+    return torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="sum")
 
 
 def make_optimizer(reft: Reft, run: RunConfig, total_steps: int):
@@ -87,6 +86,10 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     run_dir = Path(run_dir)
     task, sets = build_task(run)
     spec = build_spec(run, *model_shape(run.model.name_or_path, run.model.trust_remote_code))  # fails before weights load
+    if run.dry_run:
+        n_params, n_base = Reft(spec).num_parameters(), base_parameters(run.model.name_or_path, run.model.trust_remote_code)
+        print(f"[reftrun] trainable intervention parameters: {n_params:,} ({100 * n_params / n_base:.4f}% of {n_base:,})")
+        return {"num_parameters": n_params, "base_parameters": n_base}
     set_seed(run.seed)
     model, tok, device = load_model(run.model.name_or_path, run.model.dtype, pick_device(run.device),
                                     run.model.max_length, run.model.trust_remote_code)
@@ -95,8 +98,6 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     reft = Reft(spec).to(device)
     n_params, n_base = reft.num_parameters(), sum(p.numel() for p in model.parameters())
     print(f"[reftrun] trainable intervention parameters: {n_params:,} ({100 * n_params / n_base:.4f}% of {n_base:,})")
-    if run.dry_run:
-        return {"num_parameters": n_params, "base_parameters": n_base}
 
     collator = Collator(tok.pad_token_id, spec.position_spec, spec.share_weights, spec.pyreft_clipping)
     examples = task.train_examples()[:run.task.max_train_examples]
@@ -141,7 +142,7 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
         for batch in group:
             batch = {k: v.to(device) for k, v in batch.items()}
             with amp(), reft.attached(model, batch["positions"], batch["position_mask"]):
-                loss_sum, _ = target_loss(model, batch)
+                loss_sum = target_loss(model, batch)
             scaler.scale(loss_sum / n_targets).backward()
             loss_value += loss_sum.item() / n_targets
             tokens_seen += int(batch["attention_mask"].sum())
