@@ -99,32 +99,144 @@ def test_pinned_loss_trajectory(tmp_path, tiny_model_dir, commonsense_dir):
     assert losses == pytest.approx(PINNED_LOSSES, rel=1e-4), losses
 
 
-BAD_INPUTS = [
+BAD_INPUTS = [  # (overrides, the one line's expected content)
     (["task=nope"], "unknown task 'nope'; valid: commonsense, commonsense_offline"),
-    (["model=nope"], "unknown model 'nope'; valid:"),
+    (["model=nope"], "unknown model 'nope'; valid: hub, smollm2"),
     (["intervention=nope"], "unknown intervention 'nope'; valid: consreft, direft"),
+    (["intervention.type=nope"], "unknown intervention 'nope'; valid: consreft, direft"),
     (["rank=0"], "rank 0 must be a positive integer"),
     (["rank=-3"], "rank -3 must be a positive integer"),
     (["rank=abc"], "rank 'abc' must be a positive integer"),
+    (["rank=2.5"], "rank 2.5 must be a positive integer"),
+    (["rank=100"], "rank 100 exceeds the model's hidden size 64; valid: 1..64"),
     (["positions=f7+"], "positions 'f7+' is malformed; valid:"),
     (["positions=x3"], "positions 'x3' is malformed; valid:"),
+    (["positions=f-1"], "positions 'f-1' is malformed; valid:"),
     (["layers=99"], "layers 99 out of range for a 2-layer model; valid: 0..1 or all"),
+    (["layers=[]"], "layers [] selects no layer; valid: all"),
     (["layers=[a,b]"], "layers ['a', 'b'] is malformed; valid:"),
-    (["rank=100"], "rank 100 exceeds the model's hidden size 64"),
-    (["eval.sets=[nope]"], "unknown eval set 'nope' for task commonsense; valid:"),
+    (["layers=3-1"], "layers '3-1' selects no layer"),
+    (["eval.sets=[nope]"], "unknown eval set 'nope' for task commonsense; valid: boolq, piqa"),
     (["compat=nope"], "compat 'nope' is unknown; valid: paper, pyreft"),
+    (["logger=tensorboard"], "logger 'tensorboard' is unknown; valid: none, wandb"),
+    (["model.dtype=float8"], "model.dtype 'float8' is unknown; valid: auto, float32"),
+    (["intervention.dropout=1.5"], "intervention.dropout 1.5 must be in [0, 1)"),
+    (["intervention.act_fn=swishy"], "unknown act_fn 'swishy'; valid: linear, relu"),
+    (["optim.lr=0"], "optim.lr 0 must be positive"),
+    (["optim.batch_size=0"], "optim.batch_size 0 must be a positive integer"),
+    (["+optim.lr_typo=1"], "unknown key optim.lr_typo; valid: batch_size"),
+    (["model.max_length=5"], "max_length 5 is shorter than every training prompt; raise max_length"),
+    (["imports=[no_such_module]"], "imports: cannot import 'no_such_module'"),
 ]
 
 
 @pytest.mark.parametrize("override,message", BAD_INPUTS, ids=[b[0][0] for b in BAD_INPUTS])
 def test_bad_input_is_one_line_before_any_model_loads(tmp_path, tiny_model_dir, commonsense_dir, override, message):
-    proc = reftrun("train", *tiny_args(tiny_model_dir, commonsense_dir), *override,
-                   f"hydra.run.dir={tmp_path / 'bad'}", check=False)
+    assert_one_line_error(tmp_path, message, *tiny_args(tiny_model_dir, commonsense_dir), *override)
+
+
+def assert_one_line_error(tmp_path, message, *args, command="train"):
+    """One line on stderr naming the problem, exit 2, no traceback, and no files left behind."""
+    run = tmp_path / "bad"
+    proc = reftrun(command, *args, *([f"hydra.run.dir={run}"] if command == "train" else []), check=False)
     assert proc.returncode == 2, proc.stderr
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("reftrun: error: ") and message in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "bad" / "reft.json").exists()
+    assert not run.exists(), sorted(run.rglob("*"))
+
+
+def write_data(root, train_text=None, test_text=None):
+    (root / "commonsense_170k").mkdir(parents=True)
+    (root / "boolq").mkdir()
+    if train_text is not None:
+        (root / "commonsense_170k" / "train.json").write_text(train_text)
+    if test_text is not None:
+        (root / "boolq" / "test.json").write_text(test_text)
+    return root
+
+
+GOOD = json.dumps([{"instruction": "Please answer: is the sun a star?\n\nAnswer format: true/false", "answer": "true"}])
+BAD_DATA = [
+    ("missing", None, GOOD, "data file {root}/commonsense_170k/train.json not found"),
+    ("empty", "[]", GOOD, "holds no records; expected a non-empty JSON list"),
+    ("not json", "{oops", GOOD, "is not valid JSON"),
+    ("no answer field", json.dumps([{"instruction": "x"}]), GOOD, "record 0 lacks field(s) answer; required: instruction, answer"),
+    ("missing eval file", GOOD, None, "data file {root}/boolq/test.json not found"),
+]
+
+
+@pytest.mark.parametrize("name,train_text,test_text,message", BAD_DATA, ids=[b[0] for b in BAD_DATA])
+def test_bad_data_files(tmp_path, tiny_model_dir, name, train_text, test_text, message):
+    root = write_data(tmp_path / "data", train_text, test_text)
+    assert_one_line_error(tmp_path, message.format(root=root), *tiny_args(tiny_model_dir, root), "eval.sets=[boolq]")
+
+
+def test_tokenizer_without_pad_unk_or_eos(tmp_path, commonsense_dir):
+    from conftest import tiny_llama
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    model_dir = tmp_path / "nopad"
+    tiny_llama().save_pretrained(model_dir)
+    vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    raw = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    PreTrainedTokenizerFast(tokenizer_object=raw).save_pretrained(model_dir)
+    assert_one_line_error(tmp_path, "has no pad, unk or eos token; set pad_token in its tokenizer_config.json",
+                          *tiny_args(model_dir, commonsense_dir))
+
+
+def test_unsupported_architecture_names_the_paths_tried(tmp_path, commonsense_dir):
+    from conftest import byte_tokenizer
+    from transformers import XLNetConfig, XLNetLMHeadModel
+    model_dir = tmp_path / "xlnet"
+    XLNetLMHeadModel(XLNetConfig(vocab_size=259, d_model=32, n_layer=2, n_head=2, d_inner=64)).save_pretrained(model_dir)
+    byte_tokenizer().save_pretrained(model_dir)
+    proc = reftrun("train", *tiny_args(model_dir, commonsense_dir), "layers=all", f"hydra.run.dir={tmp_path / 'x'}",
+                   check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "unsupported model XLNetLMHeadModel: no block list at any of model.layers" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_model_dir, commonsense_dir):
+    run = tmp_path_factory.mktemp("finished") / "run"
+    reftrun("train", *tiny_args(tiny_model_dir, commonsense_dir), "optim.max_steps=1", "eval.before=false",
+            "eval.sets=[boolq]", f"hydra.run.dir={run}")
+    return run
+
+
+def test_checkpoint_from_a_model_with_another_hidden_size(tmp_path, finished_run):
+    import shutil
+    from conftest import byte_tokenizer, tiny_llama
+    run = tmp_path / "copy"
+    shutil.copytree(finished_run, run)
+    other = tmp_path / "wide"
+    tiny_llama(hidden=96).save_pretrained(other)
+    byte_tokenizer().save_pretrained(other)
+    spec = json.loads((run / "reft.json").read_text())
+    (run / "reft.json").write_text(json.dumps({**spec, "base_model": str(other)}))
+    assert_one_line_error(tmp_path, "are for hidden size 64, but", f"run_dir={run}", command="eval")
+
+
+def test_corrupted_or_truncated_intervention_file(tmp_path, finished_run):
+    import shutil
+    run = tmp_path / "copy"
+    shutil.copytree(finished_run, run)
+    data = (run / "interventions.safetensors").read_bytes()
+    (run / "interventions.safetensors").write_bytes(data[: len(data) // 2])
+    before = (run / "metrics.json").read_text()
+    assert_one_line_error(tmp_path, "interventions.safetensors is corrupted or truncated", f"run_dir={run}", command="eval")
+    assert (run / "metrics.json").read_text() == before  # nothing already written is touched
+
+
+def test_unknown_eval_set_on_eval(tmp_path, finished_run):
+    assert_one_line_error(tmp_path, "unknown eval set 'nope' for task commonsense", f"run_dir={finished_run}",
+                          "eval.sets=[nope]", command="eval")
+
+
+def test_results_glob_that_matches_nothing(tmp_path):
+    assert_one_line_error(tmp_path, "no run folders match", f"runs={tmp_path}/nothing/*", command="table")
 
 
 def test_eval_of_a_missing_run_dir_is_one_line(tmp_path):

@@ -3,14 +3,19 @@
 Configs come from the package's conf/ (a wheel) or the checkout's conf/ (editable install).
 Bad input ends with one line on stderr and exit code 2 (HYDRA_FULL_ERROR=1 shows the traceback).
 """
+import json
 import os
+import re
 import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, validate
+from .runio import write_json
 
 
 def config_dir() -> Path:
@@ -42,18 +47,30 @@ def _train(cfg: DictConfig) -> None:
     from .train import train
     run = validate(cfg)
     run_dir = Path(cfg.run_dir)
-    done = run_dir / "run.json"
-    if done.exists() and '"done"' in done.read_text() and not cfg.get("overwrite", False) and not run.dry_run:
+    status = run_dir / "run.json"
+    if status.exists() and '"done"' in status.read_text() and not cfg.get("overwrite", False) and not run.dry_run:
         print(f"[reftrun] {run_dir} already holds a finished run; skipping (pass overwrite=true to redo it)")
         return
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    if cfg.get("overwrite", False):
+        for name in ("checkpoint.pt", "metrics.json", "run.json"):
+            (run_dir / name).unlink(missing_ok=True)
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     resolved.pop("hydra", None)
-    if not run.dry_run:
-        from .runio import atomic_write
-        atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved)))
     metrics = train(run, run_dir, resolved)
-    if not run.dry_run:
+    if metrics and not run.dry_run:
         print(f"\nrun folder: {run_dir}\n\n{run_summary(metrics)}")
+
+
+SECRET = re.compile(r"(.*_)?(token|secret|password|api_?key|access_key)", re.IGNORECASE)
+
+
+def redact(data):
+    """Secrets (wandb or hub tokens passed as config) never reach saved configs or loggers."""
+    if isinstance(data, dict):
+        return {k: "***" if SECRET.fullmatch(str(k)) else redact(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact(v) for v in data]
+    return data
 
 
 def _eval(cfg: DictConfig) -> None:
@@ -66,17 +83,43 @@ def _table(cfg: DictConfig) -> None:
     print(build_table(str(cfg.runs), cfg.stage))
 
 
+FAILURES: list[str] = []
+
+
 def guarded(fn):
-    """Bad input → one line on stderr, exit 2, no traceback (Hydra would print its own)."""
+    """Bad input → one line on stderr, exit 2, no traceback. In a multirun the failure is recorded in the
+    job's folder (run.json) and the sweep goes on; the command exits 1 at the end."""
     def run(cfg: DictConfig) -> None:
+        from .train import Preempted
         try:
             fn(cfg)
-        except (ConfigError, FileNotFoundError, ValueError, FloatingPointError) as e:
+        except Preempted as e:
+            print(f"reftrun: {e}", file=sys.stderr)
+            sys.exit(143)
+        except (ConfigError, OSError, ValueError, FloatingPointError, RuntimeError) as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            print(f"reftrun: error: {e}", file=sys.stderr)
+            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            print(f"reftrun: error: {message}", file=sys.stderr)
+            record_failure(cfg, message)
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                FAILURES.append(message)
+                return
             sys.exit(2)
     return run
+
+
+def record_failure(cfg: DictConfig, message: str) -> None:
+    """A failed train job says so in its folder; a folder this job created and left empty is removed."""
+    run_dir = Path(str(cfg.get("run_dir", ""))) if "run_dir" in cfg and HydraConfig.get().job.config_name == "train" else None
+    if run_dir is None or not run_dir.is_dir():
+        return
+    if not any(run_dir.iterdir()):
+        run_dir.rmdir()
+    elif (run_dir / "config.yaml").exists():
+        status = run_dir / "run.json"
+        previous = json.loads(status.read_text()) if status.exists() else {}
+        write_json(status, {**previous, "status": "failed", "error": message})
 
 
 APPS = {"train": guarded(_train), "eval": guarded(_eval), "table": guarded(_table)}
@@ -97,6 +140,9 @@ def main() -> None:
         print(f"reftrun: error: {e}", file=sys.stderr)
         sys.exit(2)
     app()
+    if FAILURES:
+        print(f"reftrun: {len(FAILURES)} job(s) of the sweep failed; see run.json in their folders", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

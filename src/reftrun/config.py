@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, fields
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .interventions import INTERVENTIONS
+from .interventions import INTERVENTIONS, activation
 from .positions import PositionSpec
 from .tasks import TASK_NAMES
 
@@ -100,6 +100,7 @@ class RunConfig:
     wandb: dict = field(default_factory=dict)
     dry_run: bool = False
     log_every: int = 1
+    checkpoint_every: int = 50        # steps between checkpoints (0: only on SIGTERM); a re-run resumes
     imports: list[str] = field(default_factory=list)  # modules to import first (e.g. your own @register'd intervention)
 
 
@@ -156,6 +157,10 @@ def check_run(run: RunConfig) -> RunConfig:
     for where, value in (("model.dtype", run.model.dtype), ("intervention.dtype", run.intervention.dtype)):
         _check(value in DTYPES, f"{where} {value!r} is unknown; valid: {', '.join(DTYPES)}")
     _check(run.intervention.dtype != "auto", "intervention.dtype 'auto' is not allowed; valid: float32, bfloat16, float16")
+    try:
+        activation(run.intervention.act_fn)
+    except ValueError as e:
+        raise ConfigError(str(e))
     _check(0 <= run.intervention.dropout < 1, f"intervention.dropout {run.intervention.dropout} must be in [0, 1)")
     _check(_is_int(run.model.max_length) and run.model.max_length > 0, f"model.max_length {run.model.max_length!r} must be a positive integer")
     o = run.optim
@@ -164,5 +169,6 @@ def check_run(run: RunConfig) -> RunConfig:
     _check(_is_int(o.grad_accum) and o.grad_accum > 0, f"optim.grad_accum {o.grad_accum!r} must be a positive integer")
     _check(0 <= o.warmup_ratio < 1, f"optim.warmup_ratio {o.warmup_ratio} must be in [0, 1)")
     _check(o.epochs > 0 or o.max_steps > 0, "optim.epochs or optim.max_steps must be positive")
+    _check(_is_int(run.checkpoint_every) and run.checkpoint_every >= 0, f"checkpoint_every {run.checkpoint_every!r} must be an integer ≥ 0")
     _check(_is_int(run.eval.batch_size) and run.eval.batch_size > 0, f"eval.batch_size {run.eval.batch_size!r} must be a positive integer")
     return run

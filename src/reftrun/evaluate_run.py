@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from .config import validate
 from .data import Collator
 from .evaluate import evaluate, with_average
-from .models import load_model
+from .models import load_model, load_tokenizer, model_shape
 from .runio import load_reft, merge_metrics
 from .table import run_summary
 from .train import build_task
@@ -29,11 +29,12 @@ def evaluate_run(cfg: DictConfig) -> dict:
     run = validate(saved)
     task, sets = build_task(run)
     reft = load_reft(run_dir)
-    model, tok, device = load_model(reft.spec.base_model, run.model.dtype, run.device, run.model.max_length,
-                                    run.model.trust_remote_code)
-    if model.config.hidden_size != reft.spec.hidden_size:
+    hidden_size, _ = model_shape(reft.spec.base_model, run.model.trust_remote_code)  # config only: no weights yet
+    if hidden_size != reft.spec.hidden_size:
         raise ValueError(f"interventions in {run_dir} are for hidden size {reft.spec.hidden_size}, "
-                         f"but {reft.spec.base_model} has hidden size {model.config.hidden_size}")
+                         f"but {reft.spec.base_model} has hidden size {hidden_size}")
+    tok = load_tokenizer(reft.spec.base_model, run.model.max_length, run.model.trust_remote_code)
+    model, device = load_model(reft.spec.base_model, run.model.dtype, run.device, run.model.trust_remote_code)
     reft = reft.to(device)
     collator = Collator(tok.pad_token_id, reft.spec.position_spec, reft.spec.share_weights, reft.spec.pyreft_clipping)
     after = evaluate(model, tok, reft, task, sets, collator, device, run_dir, "after", batch_size=run.eval.batch_size,

@@ -22,7 +22,7 @@ def register(name: str) -> Callable[[type["Intervention"]], type["Intervention"]
     return add
 
 
-def _activation(name: str | None) -> Callable[[torch.Tensor], torch.Tensor]:
+def activation(name: str | None) -> Callable[[torch.Tensor], torch.Tensor]:
     if name in (None, "", "linear", "identity"):
         return lambda x: x
     acts = {"relu": torch.relu, "gelu": nn.functional.gelu, "tanh": torch.tanh, "silu": nn.functional.silu}
@@ -44,7 +44,7 @@ class Intervention(nn.Module):
         super().__init__()
         self.hidden_size, self.rank, self.dtype = hidden_size, rank, dtype
         self.act_fn_name = act_fn
-        self.act = _activation(act_fn)
+        self.act = activation(act_fn)
         self.dropout = nn.Dropout(dropout if self.uses_dropout else 0.0)
         self.dropout_whole_output = dropout_whole_output
 

@@ -85,27 +85,28 @@ def base_parameters(name_or_path: str, trust_remote_code: bool = False) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def load_tokenizer(path: str, max_length: int, trust_remote_code: bool = False):
+def load_tokenizer(name_or_path: str, max_length: int, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
+    path = model_path(name_or_path)
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:  # pyreft uses unk as pad where it exists
         tok.pad_token = tok.unk_token if tok.unk_token is not None else tok.eos_token
     if tok.pad_token is None:
-        raise ValueError(f"tokenizer of {path} has no pad, unk or eos token; set one in its tokenizer_config.json")
+        raise ValueError(f"tokenizer of {name_or_path} has no pad, unk or eos token; set pad_token in its tokenizer_config.json")
     if tok.model_max_length is None or tok.model_max_length > 1_000_000:
         tok.model_max_length = max_length
     return tok
 
 
-def load_model(name_or_path: str, dtype: str = "auto", device: str = "auto", max_length: int = 512,
-               trust_remote_code: bool = False):
-    """Returns (model, tokenizer, device): the model frozen, in eval mode, on `device`."""
+def load_model(name_or_path: str, dtype: str = "auto", device: str = "auto", trust_remote_code: bool = False):
+    """Returns (model, device): the model frozen, in eval mode, on `device`."""
     from transformers import AutoModelForCausalLM
     device = pick_device(device)
-    path = model_path(name_or_path)
-    tok = load_tokenizer(path, max_length, trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=resolve_dtype(dtype, device),
-                                                 trust_remote_code=trust_remote_code)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(model_path(name_or_path), dtype=resolve_dtype(dtype, device),
+                                                     trust_remote_code=trust_remote_code)
+    except ValueError as e:  # e.g. an encoder-decoder or encoder-only config
+        raise ValueError(f"model {name_or_path} cannot be loaded as a causal LM: {str(e).splitlines()[0]}")
     model.requires_grad_(False)
     model.eval()
-    return model.to(device), tok, device
+    return model.to(device), device

@@ -46,9 +46,11 @@ def parse_layers(layers: str | int | list, num_layers: int) -> list[int]:
         else:
             ids = [int(x) for x in layers]
     except ValueError:
-        raise ValueError(f"layers {layers!r} is malformed; valid: all, a list like 2;10;18, or a range like 0-15")
+        raise ValueError(f"layers {layers!r} is malformed; valid: all, a list like [2,10,18], or a range like 0-15")
+    if not ids:
+        raise ValueError(f"layers {layers!r} selects no layer; valid: all, a list like [2,10,18], or a range like 0-15")
     bad = [i for i in ids if not 0 <= i < num_layers]
-    if not ids or bad:
+    if bad:
         raise ValueError(f"layers {layers!r} out of range for a {num_layers}-layer model; valid: 0..{num_layers - 1} or all")
     return sorted(set(ids))
 

@@ -37,10 +37,26 @@ def find_runs(pattern: str) -> list[Path]:
     return sorted(runs)
 
 
-def _row_key(config: dict) -> tuple:
-    c = dict(config)
-    return (c["task"]["name"], c["model"].get("short_name") or c["model"]["name_or_path"], c["intervention"]["type"],
-            c["rank"], str(c["layers"]), c["positions"], c["share_weights"])
+# Settings that do not change what a run computes, so runs differing only in them share a row (with the seed).
+IGNORED = ("seed", "eval.", "logger", "wandb.", "device", "overwrite", "dry_run", "log_every", "checkpoint_every",
+           "imports", "run_dir")
+SHOWN = {"task.name": "task", "model.short_name": "model", "intervention.type": "intervention", "rank": "rank",
+         "layers": "layers", "positions": "positions", "share_weights": "tied"}
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value, sort_keys=True)
+    return flat
+
+
+def _identity(config: dict) -> tuple:
+    flat = _flatten(config)
+    return tuple(sorted((k, v) for k, v in flat.items() if not k.startswith(IGNORED) and k not in IGNORED))
 
 
 def build_table(pattern: str, stage: str = "after") -> str:
@@ -50,11 +66,14 @@ def build_table(pattern: str, stage: str = "after") -> str:
         config = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
         metrics_path = run / "metrics.json"
         metrics = json.loads(metrics_path.read_text()).get(stage, {}) if metrics_path.exists() else {}
-        groups.setdefault(_row_key(config), []).append(metrics)
+        groups.setdefault(_identity(config), []).append(metrics)
         sets += [s for s in metrics if s != "average" and s not in sets]
-    head = ["task", "model", "intervention", "rank", "layers", "positions", "tied", "seeds"] + sets + ["average"]
+    varying = sorted({k for key in groups for k, v in key if k not in SHOWN and k != "model.name_or_path"
+                      and len({dict(other).get(k) for other in groups}) > 1})
+    head = list(SHOWN.values()) + (["other"] if varying else []) + ["seeds"] + sets + ["average"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, runs in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        fields = dict(key)
         done = [m for m in runs if m]
         cells = []
         for s in sets + ["average"]:
@@ -64,6 +83,9 @@ def build_table(pattern: str, stage: str = "after") -> str:
             else:
                 sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
                 cells.append(f"{statistics.mean(vals):.1f} ± {sd:.1f}")
-        name = list(key[:-1]) + ["tied" if key[-1] else "untied"]
-        lines.append("| " + " | ".join(str(x) for x in name) + f" | {len(done)}/{len(runs)} | " + " | ".join(cells) + " |")
+        name = [str(json.loads(fields.get(k, "null"))) for k in SHOWN]
+        name[-1] = "tied" if name[-1] == "True" else "untied"
+        if varying:
+            name.append(", ".join(f"{k}={json.loads(fields[k])}" for k in varying if k in fields))
+        lines.append("| " + " | ".join(name) + f" | {len(done)}/{len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -9,21 +9,35 @@ import json
 import math
 import os
 import random
+import signal
 import time
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
+from . import distributed
+from .checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig
 from .data import Collator, encode_train, train_batches
 from .evaluate import evaluate
-from .models import base_parameters, load_model, model_shape, pick_device
+from .models import base_parameters, load_model, load_tokenizer, model_shape, pick_device
 from .reft import Reft, ReftSpec, find_layers, parse_layers
-from .runio import merge_metrics, save_reft, write_json
+from .runio import atomic_write, merge_metrics, save_reft, write_json
 from .tasks import Task, get_task
 
 FAST_LOSS_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gpt2", "gpt_neox", "olmo", "olmo2", "phi3", "smollm3"}
+
+
+@contextlib.contextmanager
+def preserved_rng():
+    """Evaluation inside training must not shift the RNG stream (resumed runs skip it)."""
+    state = torch.get_rng_state()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(state)
 
 
 def set_seed(seed: int) -> None:
@@ -82,6 +96,10 @@ def make_optimizer(reft: Reft, run: RunConfig, total_steps: int):
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, linear)
 
 
+class Preempted(Exception):
+    """SIGTERM arrived (SLURM preemption): a checkpoint was written; re-running the command resumes."""
+
+
 def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     run_dir = Path(run_dir)
     task, sets = build_task(run)
@@ -90,89 +108,131 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
         n_params, n_base = Reft(spec).num_parameters(), base_parameters(run.model.name_or_path, run.model.trust_remote_code)
         print(f"[reftrun] trainable intervention parameters: {n_params:,} ({100 * n_params / n_base:.4f}% of {n_base:,})")
         return {"num_parameters": n_params, "base_parameters": n_base}
+    rank, world = distributed.setup()
+    main = rank == 0
+    # Everything that can fail on bad input happens before the weights load and before any file is written.
+    examples = task.train_examples()[:run.task.max_train_examples]
+    for eval_set in sets:
+        task.eval_examples(eval_set)
+    tok = load_tokenizer(run.model.name_or_path, run.model.max_length, run.model.trust_remote_code)
+    rows = encode_train(tok, examples, run.model.max_length)
+    if main:
+        atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved_config)))
     set_seed(run.seed)
-    model, tok, device = load_model(run.model.name_or_path, run.model.dtype, pick_device(run.device),
-                                    run.model.max_length, run.model.trust_remote_code)
+    model, device = load_model(run.model.name_or_path, run.model.dtype,
+                               distributed.device_for_rank(pick_device(run.device)), run.model.trust_remote_code)
     find_layers(model)  # an unsupported architecture fails here, naming the paths it tried
     torch.manual_seed(run.seed)
     reft = Reft(spec).to(device)
     n_params, n_base = reft.num_parameters(), sum(p.numel() for p in model.parameters())
-    print(f"[reftrun] trainable intervention parameters: {n_params:,} ({100 * n_params / n_base:.4f}% of {n_base:,})")
-
+    if main:
+        print(f"[reftrun] trainable intervention parameters: {n_params:,} ({100 * n_params / n_base:.4f}% of {n_base:,})")
     collator = Collator(tok.pad_token_id, spec.position_spec, spec.share_weights, spec.pyreft_clipping)
-    examples = task.train_examples()[:run.task.max_train_examples]
-    rows = encode_train(tok, examples, run.model.max_length)
     o = run.optim
-    steps_per_epoch = math.ceil(math.ceil(len(rows) / o.batch_size) / o.grad_accum)
+    per_step = o.grad_accum * world  # micro-batches in one optimizer step, over all ranks
+    steps_per_epoch = math.ceil(math.ceil(len(rows) / o.batch_size) / per_step)
     total_steps = o.max_steps if o.max_steps > 0 else max(1, int(math.ceil(steps_per_epoch * o.epochs)))
     opt, sched = make_optimizer(reft, run, total_steps)
-
-    logger = None
-    if run.logger == "wandb":
-        import wandb
-        logger = wandb.init(project=run.wandb.get("project", "reftrun"), name=run_dir.name, dir=str(run_dir),
-                            config=resolved_config, mode=os.environ.get("WANDB_MODE", run.wandb.get("mode")))
-    write_json(run_dir / "run.json", {"status": "running", "num_parameters": n_params, "base_parameters": n_base,
-                                      "train_examples": len(rows), "total_steps": total_steps})
-    evaluate_kw = dict(batch_size=run.eval.batch_size, max_length=run.model.max_length,
-                       max_examples=run.eval.max_examples, max_new_tokens=run.task.max_new_tokens)
-    if run.eval.before:
-        before = evaluate(model, tok, None, task, sets, collator, device, run_dir, "before", **evaluate_kw)
-        merge_metrics(run_dir, {"before": before})
-
-    cuda_amp = run.autocast is not None and device == "cuda"
+    cuda_amp = run.autocast is not None and device.startswith("cuda")
     amp = lambda: torch.autocast("cuda", dtype=getattr(torch, run.autocast)) if cuda_amp else contextlib.nullcontext()
     scaler = torch.amp.GradScaler("cuda", enabled=cuda_amp and run.autocast == "float16")
-    reft.train()
+    resumed = load_checkpoint(run_dir, reft, opt, sched, scaler)  # restores RNG states too: do nothing random after
+    start = resumed["step"] if resumed else 0
+    status = {"num_parameters": n_params, "base_parameters": n_base, "train_examples": len(rows),
+              "total_steps": total_steps, "world_size": world}
+    logger = None
+    if main:
+        if resumed:
+            print(f"[reftrun] resuming {run_dir} from the checkpoint at step {start}/{total_steps}")
+        write_json(run_dir / "run.json", {**status, "status": "running"})
+        if run.logger == "wandb":
+            import wandb
+            logger = wandb.init(project=run.wandb.get("project", "reftrun"), name=run_dir.name, dir=str(run_dir),
+                                config=resolved_config, mode=os.environ.get("WANDB_MODE", run.wandb.get("mode")),
+                                id=run_dir.name.replace("+", "-")[:64], resume="allow")
+    evaluate_kw = dict(batch_size=run.eval.batch_size, max_length=run.model.max_length,
+                       max_examples=run.eval.max_examples, max_new_tokens=run.task.max_new_tokens)
+    metrics_path = run_dir / "metrics.json"
+    if main and run.eval.before and not (metrics_path.exists() and "before" in json.loads(metrics_path.read_text())):
+        with preserved_rng():
+            before = evaluate(model, tok, None, task, sets, collator, device, run_dir, "before", **evaluate_kw)
+        merge_metrics(run_dir, {"before": before})
+    distributed.barrier()
+
     def micro_batches():
         epoch = 0
         while True:
             yield from train_batches(rows, o.batch_size, run.seed, epoch, o.group_by_length)
             epoch += 1
     batches = micro_batches()
+    for _ in range(start * per_step):  # the data position of a resumed run
+        next(batches)
     log_path = run_dir / "train_log.jsonl"
-    log_path.unlink(missing_ok=True)
-    bar = tqdm(range(total_steps), desc="train")
-    started = time.perf_counter()
-    tokens_seen = 0
-    for step in bar:
-        group = [collator.train(next(batches)) for _ in range(o.grad_accum)]
-        n_targets = sum(int((b["labels"][:, 1:] != -100).sum()) for b in group)
-        loss_value = 0.0
-        for batch in group:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            with amp(), reft.attached(model, batch["positions"], batch["position_mask"]):
-                loss_sum = target_loss(model, batch)
-            scaler.scale(loss_sum / n_targets).backward()
-            loss_value += loss_sum.item() / n_targets
-            tokens_seen += int(batch["attention_mask"].sum())
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"loss became {loss_value} at step {step + 1}; lower optim.lr or check the data")
-        scaler.unscale_(opt)
-        grad_norm = torch.nn.utils.clip_grad_norm_(reft.parameters(), o.max_grad_norm)
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        elapsed = time.perf_counter() - started
-        record = {"step": step + 1, "loss": loss_value, "lr": sched.get_last_lr()[0], "grad_norm": float(grad_norm),
-                  "tokens_per_s": tokens_seen / elapsed, "elapsed_s": elapsed}
-        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
-        if (step + 1) % run.log_every == 0 or step + 1 == total_steps:
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-            if logger is not None:
-                logger.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step + 1)
-    train_seconds = time.perf_counter() - started
+    if main:
+        kept = [l for l in log_path.read_text().splitlines() if json.loads(l)["step"] <= start] if log_path.exists() and start else []
+        atomic_write(log_path, "".join(l + "\n" for l in kept))
+    stop = {"signal": None}
+    previous = signal.signal(signal.SIGTERM, lambda num, frame: stop.update(signal=num))
+    reft.train()
+    bar = tqdm(range(start, total_steps), desc="train", initial=start, total=total_steps, disable=not main)
+    started, tokens_seen = time.perf_counter(), 0
+    loss_value, last_saved = float("nan"), start
+    try:
+        for step in bar:
+            group = [next(batches) for _ in range(per_step)]
+            n_targets = sum(sum(l != -100 for l in r["labels"]) for micro in group for r in micro)
+            local_loss = torch.zeros((), device=device)
+            for micro in group[rank::world]:  # rank r takes micro-batches r, r + world, ...
+                batch = {k: v.to(device) for k, v in collator.train(micro).items()}
+                with amp(), reft.attached(model, batch["positions"], batch["position_mask"]):
+                    loss_sum = target_loss(model, batch)
+                scaler.scale(loss_sum / n_targets).backward()
+                local_loss += loss_sum.detach()
+                tokens_seen += int(batch["attention_mask"].sum()) * world
+            loss_value = float(distributed.sum_gradients(list(reft.parameters()), local_loss)) / n_targets
+            if not math.isfinite(loss_value):
+                kept_at = f"the checkpoint at step {last_saved} is kept" if last_saved else "no checkpoint was written yet"
+                raise FloatingPointError(f"loss became {loss_value} at step {step + 1}; {kept_at}; lower optim.lr or check the data")
+            scaler.unscale_(opt)
+            grad_norm = torch.nn.utils.clip_grad_norm_(reft.parameters(), o.max_grad_norm)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            elapsed = time.perf_counter() - started
+            record = {"step": step + 1, "loss": loss_value, "lr": sched.get_last_lr()[0], "grad_norm": float(grad_norm),
+                      "tokens_per_s": tokens_seen / elapsed, "elapsed_s": elapsed}
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{record['lr']:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
+            if main and ((step + 1) % run.log_every == 0 or step + 1 == total_steps):
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                if logger is not None:
+                    logger.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step + 1)
+            done = step + 1
+            due = run.checkpoint_every > 0 and done % run.checkpoint_every == 0 and done < total_steps
+            if due or stop["signal"]:
+                if main:
+                    save_checkpoint(run_dir, done, reft, opt, sched, scaler, {"loss": loss_value})
+                last_saved = done
+            if stop["signal"]:
+                if main:
+                    write_json(run_dir / "run.json", {**status, "status": "interrupted", "step": done})
+                raise Preempted(f"SIGTERM at step {done}: checkpoint saved in {run_dir}; re-run the same command to resume")
+    finally:
+        bar.close()
+        signal.signal(signal.SIGTERM, previous)
     reft.eval()
+    if not main:
+        distributed.teardown()
+        return {}
     save_reft(reft, run_dir)
-
     after = evaluate(model, tok, reft, task, sets, collator, device, run_dir, "after", **evaluate_kw)
-    metrics = merge_metrics(run_dir, {"after": after, "train": {"steps": total_steps, "seconds": train_seconds,
-                                                                "final_loss": loss_value, "num_parameters": n_params}})
-    write_json(run_dir / "run.json", {"status": "done", "num_parameters": n_params, "base_parameters": n_base,
-                                      "train_examples": len(rows), "total_steps": total_steps})
+    metrics = merge_metrics(run_dir, {"after": after, "train": {"steps": total_steps, "final_loss": loss_value,
+                                                                "num_parameters": n_params, "world_size": world}})
+    write_json(run_dir / "run.json", {**status, "status": "done"})
+    remove_checkpoint(run_dir)
     if logger is not None:
         logger.log({f"eval/{s}": m["accuracy"] for s, m in after.items() if "accuracy" in m})
         logger.finish()
+    distributed.teardown()
     return metrics

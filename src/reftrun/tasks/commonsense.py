@@ -24,7 +24,8 @@ def extract_answer(generation: str) -> str:
 
 def read_json_records(path, required=("instruction", "answer")) -> list[dict]:
     if not path.exists():
-        raise FileNotFoundError(f"data file {path} not found; fetch it with: python scripts/prepare_data.py")
+        raise FileNotFoundError(f"data file {path} not found; put the LLM-Adapters files under task.data_dir "
+                                f"(layout in README, section Tasks)")
     try:
         records = json.loads(path.read_text())
     except json.JSONDecodeError as e:

@@ -1,0 +1,52 @@
+"""Training checkpoints: everything needed to continue a run bit-identically after a crash or preemption.
+
+One file, run_dir/checkpoint.pt, replaced atomically: interventions, optimizer, scheduler, loss scaler,
+RNG states and the number of finished steps (which fixes the data position). It holds only tensors and
+plain Python values and is read back with torch.load(weights_only=True): no pickle code runs.
+"""
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import torch
+
+NAME = "checkpoint.pt"
+
+
+def save_checkpoint(run_dir: Path, step: int, reft, opt, sched, scaler, extra: dict) -> None:
+    state = {
+        "step": step, "reft": reft.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "scaler": scaler.state_dict(), "extra": extra,
+        "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+    }
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{NAME}.")
+    os.close(fd)
+    torch.save(state, tmp)
+    os.replace(tmp, Path(run_dir) / NAME)
+
+
+def load_checkpoint(run_dir: Path, reft, opt, sched, scaler) -> dict | None:
+    """Restore all state in place; returns {"step", "extra"} or None when there is no checkpoint."""
+    path = Path(run_dir) / NAME
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} is unreadable ({type(e).__name__}); delete it to start the run afresh")
+    reft.load_state_dict(state["reft"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    version, internal, gauss = state["rng"]["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if state["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return {"step": state["step"], "extra": state["extra"]}
+
+
+def remove_checkpoint(run_dir: Path) -> None:
+    (Path(run_dir) / NAME).unlink(missing_ok=True)
