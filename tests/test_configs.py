@@ -54,3 +54,11 @@ def test_conf_ships_inside_the_wheel(tmp_path):
                          env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
     conf_dir, task = out.stdout.split()
     assert Path(conf_dir) == tmp_path / "site" / "reftrun" / "conf" and task == "commonsense_offline"
+
+
+def test_slurm_launcher_preset_composes():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "gpu"
+    assert launcher.max_num_timeout == 5 and launcher.signal_delay_s == 120

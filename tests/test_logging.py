@@ -41,3 +41,12 @@ def test_wandb_gets_resolved_config_and_step_logs(tmp_path, monkeypatch, tiny_mo
     steps = [s for s, d in run.logged if "train/loss" in d]
     assert steps == [1, 2] and run.finished
     assert any("eval/boolq" in d for _, d in run.logged)
+
+
+def test_secrets_never_reach_saved_configs(tmp_path, tiny_model_dir, commonsense_dir):
+    from test_cli import reftrun, tiny_args
+    run = tmp_path / "run"
+    reftrun("train", *tiny_args(tiny_model_dir, commonsense_dir), "+wandb.api_key=sk-SECRET123", "+wandb.hf_token=hf_SECRET456",
+            "optim.max_steps=1", "eval.before=false", "eval.sets=[boolq]", f"hydra.run.dir={run}")
+    text = "".join(p.read_text() for p in run.rglob("*") if p.is_file() and p.suffix in (".yaml", ".json", ".jsonl"))
+    assert "SECRET" not in text and "api_key: '***'" in (run / "config.yaml").read_text()

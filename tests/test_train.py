@@ -38,3 +38,10 @@ def test_base_model_files_untouched(tmp_path, tiny_model_dir, commonsense_dir):
     run_train(tmp_path, "run", tiny_model_dir, commonsense_dir, "optim.max_steps=2")
     after = load_file(tiny_model_dir / "model.safetensors")
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_device_map_auto_trains(tmp_path, tiny_model_dir, commonsense_dir):
+    """The sharded-model path (accelerate's device map); on a CPU-only machine every block lands on the CPU."""
+    weights = run_train(tmp_path, "mapped", tiny_model_dir, commonsense_dir, "model.device_map=auto", "optim.max_steps=1")
+    plain = run_train(tmp_path, "plain", tiny_model_dir, commonsense_dir, "optim.max_steps=1")
+    assert all(torch.equal(weights[k], plain[k]) for k in plain)

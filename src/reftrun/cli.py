@@ -27,7 +27,7 @@ def config_dir() -> Path:
 
 
 CONF = config_dir()
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
 
 
 def check_group_choices(args: list[str]) -> None:

@@ -37,6 +37,7 @@ class ModelConfig:
     dtype: str = "auto"               # base model dtype; auto = bfloat16 on CUDA, float32 elsewhere
     max_length: int = 512             # tokenizer truncation for prompt+target (paper: 512)
     trust_remote_code: bool = False   # never on unless asked
+    device_map: str | None = None     # "auto": shard a model too big for one GPU over all visible GPUs (accelerate)
     hidden_size: int | None = None    # shapes for dry runs without weights (optional)
     num_layers: int | None = None
 

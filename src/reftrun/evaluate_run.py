@@ -34,7 +34,8 @@ def evaluate_run(cfg: DictConfig) -> dict:
         raise ValueError(f"interventions in {run_dir} are for hidden size {reft.spec.hidden_size}, "
                          f"but {reft.spec.base_model} has hidden size {hidden_size}")
     tok = load_tokenizer(reft.spec.base_model, run.model.max_length, run.model.trust_remote_code)
-    model, device = load_model(reft.spec.base_model, run.model.dtype, run.device, run.model.trust_remote_code)
+    model, device = load_model(reft.spec.base_model, run.model.dtype, run.device, run.model.trust_remote_code,
+                               run.model.device_map)
     reft = reft.to(device)
     collator = Collator(tok.pad_token_id, reft.spec.position_spec, reft.spec.share_weights, reft.spec.pyreft_clipping)
     after = evaluate(model, tok, reft, task, sets, collator, device, run_dir, "after", batch_size=run.eval.batch_size,

@@ -98,15 +98,18 @@ def load_tokenizer(name_or_path: str, max_length: int, trust_remote_code: bool =
     return tok
 
 
-def load_model(name_or_path: str, dtype: str = "auto", device: str = "auto", trust_remote_code: bool = False):
-    """Returns (model, device): the model frozen, in eval mode, on `device`."""
+def load_model(name_or_path: str, dtype: str = "auto", device: str = "auto", trust_remote_code: bool = False,
+               device_map: str | None = None):
+    """Returns (model, input device): the model frozen, in eval mode, on `device` or sharded by `device_map`."""
     from transformers import AutoModelForCausalLM
     device = pick_device(device)
     try:
         model = AutoModelForCausalLM.from_pretrained(model_path(name_or_path), dtype=resolve_dtype(dtype, device),
-                                                     trust_remote_code=trust_remote_code)
+                                                     trust_remote_code=trust_remote_code, device_map=device_map)
     except ValueError as e:  # e.g. an encoder-decoder or encoder-only config
         raise ValueError(f"model {name_or_path} cannot be loaded as a causal LM: {str(e).splitlines()[0]}")
     model.requires_grad_(False)
     model.eval()
+    if device_map:
+        return model, str(model.get_input_embeddings().weight.device)
     return model.to(device), device

@@ -106,7 +106,7 @@ class Reft(nn.Module):
             if self._positions is None:
                 return None
             hidden = output[0] if isinstance(output, tuple) else output
-            positions, mask = self._positions
+            positions, mask = (t.to(hidden.device) for t in self._positions)
             if positions.shape[0] != hidden.shape[0]:  # beam search expands each row num_beams times
                 repeat = hidden.shape[0] // positions.shape[0]
                 positions, mask = positions.repeat_interleave(repeat, 0), mask.repeat_interleave(repeat, 0)
@@ -121,6 +121,10 @@ class Reft(nn.Module):
         layers = find_layers(model)
         if max(self.spec.layers) >= len(layers):
             raise ValueError(f"layers {self.spec.layers} out of range for a {len(layers)}-layer model")
+        for i in self.spec.layers:  # with a device map, each block's interventions live on that block's device
+            block_device = next(layers[i].parameters()).device
+            for group in self.groups:
+                self.interventions[self.key(i, group)].to(block_device)
         self._positions = (positions, mask)
         handles = [layers[i].register_forward_hook(self._hook(i)) for i in self.spec.layers]
         if prefill_only:  # the first forward call is the prefill over the prompt; later calls decode

@@ -40,6 +40,14 @@ def preserved_rng():
         torch.set_rng_state(state)
 
 
+def logged_step(line: str) -> float:
+    """The step of a train_log line; a line cut short by a kill counts as past any checkpoint."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError):
+        return math.inf
+
+
 def set_seed(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -75,10 +83,11 @@ def target_loss(model, batch: dict) -> torch.Tensor:
     keep = labels != -100
     if model.config.model_type in FAST_LOSS_TYPES and not getattr(model.config, "final_logit_softcapping", None):
         hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        logits = model.get_output_embeddings()(hidden[:, :-1][keep])
+        logits = model.get_output_embeddings()(hidden[:, :-1][keep.to(hidden.device)])
     else:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][keep]
-    return torch.nn.functional.cross_entropy(logits.float(), labels[keep], reduction="sum")
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = logits[:, :-1][keep.to(logits.device)]
+    return torch.nn.functional.cross_entropy(logits.float(), labels[keep].to(logits.device), reduction="sum")
 
 
 def make_optimizer(reft: Reft, run: RunConfig, total_steps: int):
@@ -120,7 +129,8 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved_config)))
     set_seed(run.seed)
     model, device = load_model(run.model.name_or_path, run.model.dtype,
-                               distributed.device_for_rank(pick_device(run.device)), run.model.trust_remote_code)
+                               distributed.device_for_rank(pick_device(run.device)), run.model.trust_remote_code,
+                               run.model.device_map)
     find_layers(model)  # an unsupported architecture fails here, naming the paths it tried
     torch.manual_seed(run.seed)
     reft = Reft(spec).to(device)
@@ -169,7 +179,7 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
         next(batches)
     log_path = run_dir / "train_log.jsonl"
     if main:
-        kept = [l for l in log_path.read_text().splitlines() if json.loads(l)["step"] <= start] if log_path.exists() and start else []
+        kept = [l for l in log_path.read_text().splitlines() if logged_step(l) <= start] if log_path.exists() and start else []
         atomic_write(log_path, "".join(l + "\n" for l in kept))
     stop = {"signal": None}
     previous = signal.signal(signal.SIGTERM, lambda num, frame: stop.update(signal=num))
