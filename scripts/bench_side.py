@@ -26,7 +26,7 @@ def load_model(w, dtype=torch.float32):
 
 def reftrun_side(w, dtype=torch.float32):
     from reftrun.reft import Reft, ReftSpec
-    from reftrun.train import target_loss
+    from reftrun.loss import target_loss
     model = load_model(w, dtype)  # interventions stay float32 either way
     reft = Reft(ReftSpec(**w["spec"]))
     reft.load_state_dict(w["reftrun_state"])

@@ -135,3 +135,26 @@ def test_gpt2_tuple_outputs_are_edited():
         with make_reft([1], positions="l1", hidden=32).attached(model, positions, mask):
             edited = model(input_ids=ids).logits
     assert torch.equal(plain[0, :5], edited[0, :5]) and not torch.allclose(plain[0, 5], edited[0, 5])
+
+
+def test_gradient_checkpointing_keeps_interventions_in_the_recomputed_forward():
+    from reftrun.models import enable_gradient_checkpointing
+    ids = torch.randint(0, 256, (2, 12))
+    positions, mask = batch_positions(PositionSpec.parse("f2+l2"), True, [12, 12], [0, 0])
+    grads = []
+    for checkpointing in (False, True):
+        model = tiny_llama(layers=3)
+        model.requires_grad_(False)
+        if checkpointing:
+            enable_gradient_checkpointing(model, find_layers(model))
+        reft = make_reft([0, 2]).train()
+        recomputed = []
+        if checkpointing:  # count calls inside a block: a checkpointed block runs again in backward
+            find_layers(model)[2].mlp.register_forward_pre_hook(lambda *a: recomputed.append(1))
+        with reft.attached(model, positions, mask):
+            model(input_ids=ids, labels=ids).loss.backward()
+        if checkpointing:
+            assert len(recomputed) == 2
+        grads.append([p.grad.clone() for p in reft.parameters()])
+    for plain, checkpointed in zip(*grads):
+        torch.testing.assert_close(plain, checkpointed, rtol=1e-5, atol=1e-7)

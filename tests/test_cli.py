@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 TINY = ["model=hub", "task=commonsense", "optim.batch_size=4", "eval.batch_size=8", "task.max_new_tokens=6"]
 
@@ -55,7 +56,7 @@ def test_train_eval_table_end_to_end(tmp_path, tiny_model_dir, commonsense_dir):
 
     # a re-run of a finished folder is skipped, not overwritten
     again = reftrun("train", *tiny_args(tiny_model_dir, commonsense_dir), "optim.max_steps=3", f"hydra.run.dir={run}")
-    assert "already holds a finished run" in again.stdout
+    assert "already holds this finished run" in again.stdout
     assert json.loads((run / "metrics.json").read_text()) == merged
 
 
@@ -274,3 +275,16 @@ def test_a_user_intervention_in_one_file_trains_and_reloads(tmp_path, tiny_model
     bad = reftrun("train", *tiny_args(tiny_model_dir, commonsense_dir), "intervention.type=scaled_steer",
                   f"hydra.run.dir={tmp_path / 'x'}", check=False, cwd=tmp_path)
     assert bad.returncode == 2 and "unknown intervention 'scaled_steer'; valid: consreft" in bad.stderr
+
+
+def test_a_folder_holding_other_settings_is_neither_resumed_nor_skipped(tmp_path, finished_run):
+    import shutil
+    run = tmp_path / "copy"
+    shutil.copytree(finished_run, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    config = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
+    proc = reftrun("train", f"model.name_or_path={config['model']['name_or_path']}", *TINY,
+                   f"task.data_dir={config['task']['data_dir']}", "optim.max_steps=1", "eval.before=false",
+                   "eval.sets=[boolq]", "optim.lr=0.5", f"hydra.run.dir={run}", check=False)
+    assert proc.returncode == 2 and "holds a run with other settings (optim.lr: 0.0009 → 0.5)" in proc.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # the finished run is untouched

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, validate
+from .config import ConfigError, config_changes, validate
 from .runio import write_json
 
 
@@ -47,15 +47,23 @@ def _train(cfg: DictConfig) -> None:
     from .train import train
     run = validate(cfg)
     run_dir = Path(cfg.run_dir)
-    status = run_dir / "run.json"
-    if status.exists() and '"done"' in status.read_text() and not cfg.get("overwrite", False) and not run.dry_run:
-        print(f"[reftrun] {run_dir} already holds a finished run; skipping (pass overwrite=true to redo it)")
-        return
-    if cfg.get("overwrite", False):
-        for name in ("checkpoint.pt", "metrics.json", "run.json"):
-            (run_dir / name).unlink(missing_ok=True)
     resolved = redact(OmegaConf.to_container(cfg, resolve=True))
     resolved.pop("hydra", None)
+    saved = run_dir / "config.yaml"
+    if run.dry_run:
+        pass
+    elif cfg.get("overwrite", False):
+        for name in ("checkpoint.pt", "metrics.json", "run.json"):
+            (run_dir / name).unlink(missing_ok=True)
+    elif saved.exists():  # the folder name fixes only some settings: never resume or skip a different run
+        changes = config_changes(OmegaConf.to_container(OmegaConf.load(saved)), resolved)
+        if changes:
+            raise ConfigError(f"{run_dir} holds a run with other settings ({'; '.join(changes[:3])}); "
+                              "pass overwrite=true to replace it or hydra.run.dir=<dir> to keep both")
+        status = run_dir / "run.json"
+        if status.exists() and json.loads(status.read_text()).get("status") == "done":
+            print(f"[reftrun] {run_dir} already holds this finished run; skipping (overwrite=true redoes it)")
+            return
     metrics = train(run, run_dir, resolved)
     if metrics and not run.dry_run:
         print(f"\nrun folder: {run_dir}\n\n{run_summary(metrics)}")
@@ -110,13 +118,18 @@ def guarded(fn):
 
 
 def record_failure(cfg: DictConfig, message: str) -> None:
-    """A failed train job says so in its folder; a folder this job created and left empty is removed."""
-    run_dir = Path(str(cfg.get("run_dir", ""))) if "run_dir" in cfg and HydraConfig.get().job.config_name == "train" else None
-    if run_dir is None or not run_dir.is_dir():
+    """A failed train job says so in its own folder (never in another run's); an empty folder is removed."""
+    if HydraConfig.get().job.config_name != "train" or "run_dir" not in cfg:
+        return
+    run_dir = Path(str(cfg.run_dir))
+    if not run_dir.is_dir():
         return
     if not any(run_dir.iterdir()):
         run_dir.rmdir()
-    elif (run_dir / "config.yaml").exists():
+        return
+    saved = run_dir / "config.yaml"
+    current = redact(OmegaConf.to_container(cfg, resolve=True))
+    if saved.exists() and not config_changes(OmegaConf.to_container(OmegaConf.load(saved)), current):
         status = run_dir / "run.json"
         previous = json.loads(status.read_text()) if status.exists() else {}
         write_json(status, {**previous, "status": "failed", "error": message})

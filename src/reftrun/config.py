@@ -4,6 +4,7 @@
 bad value and the valid choices. Defaults live in conf/*.yaml; each field is documented here.
 """
 import importlib
+import json
 import re
 from dataclasses import dataclass, field, fields
 
@@ -38,6 +39,7 @@ class ModelConfig:
     max_length: int = 512             # tokenizer truncation for prompt+target (paper: 512)
     trust_remote_code: bool = False   # never on unless asked
     device_map: str | None = None     # "auto": shard a model too big for one GPU over all visible GPUs (accelerate)
+    gradient_checkpointing: bool = False  # recompute blocks in backward: less activation memory, ~30% more compute
     hidden_size: int | None = None    # shapes for dry runs without weights (optional)
     num_layers: int | None = None
 
@@ -173,3 +175,29 @@ def check_run(run: RunConfig) -> RunConfig:
     _check(_is_int(run.checkpoint_every) and run.checkpoint_every >= 0, f"checkpoint_every {run.checkpoint_every!r} must be an integer ≥ 0")
     _check(_is_int(run.eval.batch_size) and run.eval.batch_size > 0, f"eval.batch_size {run.eval.batch_size!r} must be a positive integer")
     return run
+
+
+# Settings that do not change what a run computes: ignored when runs are compared or grouped.
+RUNTIME_KEYS = ("eval.", "logger", "wandb.", "device", "overwrite", "dry_run", "log_every", "checkpoint_every",
+                "imports", "run_dir", "model.short_name", "model.device_map", "model.gradient_checkpointing", "autocast")
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, str]:
+    """{'optim': {'lr': 1}} → {'optim.lr': '1'} (values as JSON)."""
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value, sort_keys=True)
+    return flat
+
+
+def identity(config: dict) -> dict[str, str]:
+    """The settings that define what a run computes, flattened."""
+    return {k: v for k, v in flatten(config).items() if not k.startswith(RUNTIME_KEYS) and k not in RUNTIME_KEYS}
+
+
+def config_changes(saved: dict, current: dict) -> list[str]:
+    a, b = identity(saved), identity(current)
+    return [f"{k}: {a.get(k, '—')} → {b.get(k, '—')}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]

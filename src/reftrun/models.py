@@ -113,3 +113,14 @@ def load_model(name_or_path: str, dtype: str = "auto", device: str = "auto", tru
     if device_map:
         return model, str(model.get_input_embeddings().weight.device)
     return model.to(device), device
+
+
+def enable_gradient_checkpointing(model, layers) -> None:
+    """Recompute each block in backward instead of keeping its activations. The intervention hooks stay
+    registered through backward, so the recomputed blocks are edited too (pyreft's are removed first).
+    HF checkpoints only modules in training mode; only the blocks themselves are flagged, so dropout
+    inside them stays off, as in the rest of the frozen model."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.base_model.training = True
+    for layer in layers:
+        layer.training = True

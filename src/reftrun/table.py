@@ -10,6 +10,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from .config import identity
+
 
 def run_summary(metrics: dict) -> str:
     after, before = metrics.get("after", {}), metrics.get("before", {})
@@ -37,26 +39,15 @@ def find_runs(pattern: str) -> list[Path]:
     return sorted(runs)
 
 
-# Settings that do not change what a run computes, so runs differing only in them share a row (with the seed).
-IGNORED = ("seed", "eval.", "logger", "wandb.", "device", "overwrite", "dry_run", "log_every", "checkpoint_every",
-           "imports", "run_dir")
 SHOWN = {"task.name": "task", "model.short_name": "model", "intervention.type": "intervention", "rank": "rank",
          "layers": "layers", "positions": "positions", "share_weights": "tied"}
 
 
-def _flatten(data: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = json.dumps(value, sort_keys=True)
-    return flat
-
-
 def _identity(config: dict) -> tuple:
-    flat = _flatten(config)
-    return tuple(sorted((k, v) for k, v in flat.items() if not k.startswith(IGNORED) and k not in IGNORED))
+    """Runs that differ only in their seed (and runtime settings) share a row."""
+    fields = {k: v for k, v in identity(config).items() if k != "seed"}
+    fields["model.short_name"] = json.dumps(config["model"].get("short_name") or config["model"]["name_or_path"])
+    return tuple(sorted(fields.items()))
 
 
 def build_table(pattern: str, stage: str = "after") -> str:

@@ -22,13 +22,11 @@ from .checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig
 from .data import Collator, encode_train, train_batches
 from .evaluate import evaluate
-from .models import base_parameters, load_model, load_tokenizer, model_shape, pick_device
+from .loss import target_loss
+from .models import base_parameters, enable_gradient_checkpointing, load_model, load_tokenizer, model_shape, pick_device
 from .reft import Reft, ReftSpec, find_layers, parse_layers
 from .runio import atomic_write, merge_metrics, save_reft, write_json
 from .tasks import Task, get_task
-
-FAST_LOSS_TYPES = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gpt2", "gpt_neox", "olmo", "olmo2", "phi3", "smollm3"}
-
 
 @contextlib.contextmanager
 def preserved_rng():
@@ -76,20 +74,6 @@ def build_spec(run: RunConfig, hidden_size: int, num_layers: int) -> ReftSpec:
                     base_model=run.model.name_or_path, dropout_whole_output=pyreft, pyreft_clipping=pyreft)
 
 
-def target_loss(model, batch: dict) -> torch.Tensor:
-    """Summed cross-entropy over target tokens. For known architectures the LM head runs on target
-    positions only (a fraction of the sequence), which saves its time and memory."""
-    labels = batch["labels"][:, 1:]
-    keep = labels != -100
-    if model.config.model_type in FAST_LOSS_TYPES and not getattr(model.config, "final_logit_softcapping", None):
-        hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        logits = model.get_output_embeddings()(hidden[:, :-1][keep.to(hidden.device)])
-    else:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        logits = logits[:, :-1][keep.to(logits.device)]
-    return torch.nn.functional.cross_entropy(logits.float(), labels[keep].to(logits.device), reduction="sum")
-
-
 def make_optimizer(reft: Reft, run: RunConfig, total_steps: int):
     decay, no_decay = [], []
     for name, p in reft.named_parameters():
@@ -131,7 +115,9 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     model, device = load_model(run.model.name_or_path, run.model.dtype,
                                distributed.device_for_rank(pick_device(run.device)), run.model.trust_remote_code,
                                run.model.device_map)
-    find_layers(model)  # an unsupported architecture fails here, naming the paths it tried
+    layers = find_layers(model)  # an unsupported architecture fails here, naming the paths it tried
+    if run.model.gradient_checkpointing:
+        enable_gradient_checkpointing(model, layers)
     torch.manual_seed(run.seed)
     reft = Reft(spec).to(device)
     n_params, n_base = reft.num_parameters(), sum(p.numel() for p in model.parameters())
