@@ -117,10 +117,14 @@ def load_model(name_or_path: str, dtype: str = "auto", device: str = "auto", tru
 
 def enable_gradient_checkpointing(model, layers) -> None:
     """Recompute each block in backward instead of keeping its activations. The intervention hooks stay
-    registered through backward, so the recomputed blocks are edited too (pyreft's are removed first).
+    registered through backward (pyreft removes its own first), so they stay in effect whether the library
+    checkpoints a block's __call__ (hooks recomputed) or only its forward (hooks outside the checkpoint).
     HF checkpoints only modules in training mode; only the blocks themselves are flagged, so dropout
     inside them stays off, as in the rest of the frozen model."""
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers ≥ 5.2x renamed it
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.base_model.training = True
     for layer in layers:
         layer.training = True
