@@ -101,7 +101,7 @@ def test_pinned_loss_trajectory(tmp_path, tiny_model_dir, commonsense_dir):
 
 
 BAD_INPUTS = [  # (overrides, the one line's expected content)
-    (["task=nope"], "unknown task 'nope'; valid: commonsense, commonsense_offline"),
+    (["task=nope"], "unknown task 'nope'; valid: alpaca, arithmetic, commonsense"),
     (["model=nope"], "unknown model 'nope'; valid: hub, smollm2"),
     (["intervention=nope"], "unknown intervention 'nope'; valid: consreft, direft"),
     (["intervention.type=nope"], "unknown intervention 'nope'; valid: consreft, direft"),
@@ -288,3 +288,8 @@ def test_a_folder_holding_other_settings_is_neither_resumed_nor_skipped(tmp_path
                    "eval.sets=[boolq]", "optim.lr=0.5", f"hydra.run.dir={run}", check=False)
     assert proc.returncode == 2 and "holds a run with other settings (optim.lr: 0.0009 → 0.5)" in proc.stderr
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # the finished run is untouched
+
+
+def test_unknown_decoding_key(tmp_path, tiny_model_dir, commonsense_dir):
+    assert_one_line_error(tmp_path, "decoding.beams is unknown; valid: do_sample, early_stopping",
+                          *tiny_args(tiny_model_dir, commonsense_dir), "+decoding.beams=4")

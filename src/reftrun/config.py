@@ -15,6 +15,8 @@ from .positions import PositionSpec
 from .tasks import TASK_NAMES
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+DECODING_KEYS = {"num_beams", "do_sample", "temperature", "top_p", "top_k", "no_repeat_ngram_size",
+                 "repetition_penalty", "max_length", "max_new_tokens", "early_stopping"}
 
 
 def slug(value) -> str:
@@ -99,6 +101,7 @@ class RunConfig:
     compat: str = "paper"             # paper | pyreft (reproduce pyreft's deviations)
     device: str = "auto"
     autocast: str | None = None       # CUDA mixed precision for an fp32 model: bfloat16 | float16 (with loss scaling)
+    decoding: dict = field(default_factory=dict)  # extra generate() arguments over the task's own (conf/decoding/)
     logger: str = "none"              # none | wandb
     wandb: dict = field(default_factory=dict)
     dry_run: bool = False
@@ -156,6 +159,8 @@ def check_run(run: RunConfig) -> RunConfig:
     _check(_is_int(run.seed), f"seed {run.seed!r} must be an integer")
     _check(run.compat in ("paper", "pyreft"), f"compat {run.compat!r} is unknown; valid: paper, pyreft")
     _check(run.autocast in (None, "bfloat16", "float16"), f"autocast {run.autocast!r} is unknown; valid: null, bfloat16, float16")
+    bad = sorted(set(run.decoding) - DECODING_KEYS)
+    _check(not bad, f"decoding.{bad[0] if bad else ''} is unknown; valid: {', '.join(sorted(DECODING_KEYS))}")
     _check(run.logger in ("none", "wandb"), f"logger {run.logger!r} is unknown; valid: none, wandb")
     for where, value in (("model.dtype", run.model.dtype), ("intervention.dtype", run.intervention.dtype)):
         _check(value in DTYPES, f"{where} {value!r} is unknown; valid: {', '.join(DTYPES)}")

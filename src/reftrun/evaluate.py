@@ -15,9 +15,15 @@ from .runio import write_jsonl
 from .tasks import Task
 
 
-def generate_batch(model, tok, reft: Reft | None, batch: dict, device: str, max_new_tokens: int, **decoding) -> list[str]:
-    kw = dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=tok.pad_token_id,
-              eos_token_id=tok.eos_token_id, **decoding)
+def generate_batch(model, tok, reft: Reft | None, batch: dict, device: str, max_new_tokens: int | None,
+                   decoding: dict) -> list[str]:
+    """Greedy unless `decoding` says otherwise. A task may bound generations by `max_length` (all tokens, as
+    pyreft's instruction tasks); an explicit max_new_tokens takes precedence."""
+    kw = dict(do_sample=False, num_beams=1, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    kw.update(decoding)
+    if max_new_tokens is not None:
+        kw.pop("max_length", None)
+        kw["max_new_tokens"] = max_new_tokens
     ids, attn = batch["input_ids"].to(device), batch["attention_mask"].to(device)
     if reft is None:
         with torch.no_grad():
@@ -29,8 +35,10 @@ def generate_batch(model, tok, reft: Reft | None, batch: dict, device: str, max_
 
 def evaluate_set(model, tok, reft: Reft | None, task: Task, eval_set: str, collator: Collator, device: str,
                  batch_size: int, max_length: int, max_examples: int | None = None,
-                 max_new_tokens: int | None = None, desc: str = "") -> tuple[dict, list[dict]]:
+                 max_new_tokens: int | None = None, decoding: dict | None = None,
+                 desc: str = "") -> tuple[dict, list[dict], list]:
     examples = task.eval_examples(eval_set)[:max_examples]
+    decoding = {**task.decoding, **(decoding or {})}
     prompts = encode_prompts(tok, examples, max_length)
     order = sorted(range(len(examples)), key=lambda i: -len(prompts[i]))  # longest first: memory peak up front
     generations: dict[int, str] = {}
@@ -40,38 +48,44 @@ def evaluate_set(model, tok, reft: Reft | None, task: Task, eval_set: str, colla
     for start in tqdm(range(0, len(order), batch_size), desc=desc or eval_set, leave=False):
         idx = order[start:start + batch_size]
         batch = collator.prompts([prompts[i] for i in idx])
-        texts = generate_batch(model, tok, reft, batch, device, max_new_tokens or task.max_new_tokens)
+        texts = generate_batch(model, tok, reft, batch, device, max_new_tokens or task.max_new_tokens, decoding)
         generations.update(zip(idx, texts))
     if reft is not None:
         reft.train(was_training)
     rows = []
     for i, ex in enumerate(examples):
         extracted = task.extract(generations[i])
+        correct = task.score(extracted, ex.gold)
         rows.append({"id": ex.id, "prompt": ex.prompt, "generation": generations[i], "extracted": extracted,
-                     "gold": ex.gold, "correct": bool(task.score(extracted, ex.gold))})
+                     "gold": ex.gold, "correct": None if correct is None else bool(correct)})
     n = len(rows)
+    scored = [r["correct"] for r in rows if r["correct"] is not None]
     golds = Counter(r["gold"] for r in rows)
-    metrics = {"accuracy": sum(r["correct"] for r in rows) / n if n else 0.0, "n": n,
-               "majority": max(golds.values()) / n if n else 0.0,
-               "predicted": dict(Counter(r["extracted"] for r in rows).most_common(5))}
-    return metrics, rows
+    metrics = {"accuracy": sum(scored) / len(scored) if scored else None, "n": n,
+               "majority": max(golds.values()) / n if scored else None,
+               "predicted": dict(Counter(r["extracted"][:40] for r in rows).most_common(5))}
+    return metrics, rows, examples
 
 
 def evaluate(model, tok, reft: Reft | None, task: Task, sets: list[str], collator: Collator, device: str,
              run_dir: Path, stage: str, batch_size: int, max_length: int, max_examples: int | None = None,
-             max_new_tokens: int | None = None) -> dict:
+             max_new_tokens: int | None = None, decoding: dict | None = None) -> dict:
     """Score every set, write predictions/<stage>/<set>.jsonl, return {set: metrics, 'average': ...}."""
     results = {}
     for eval_set in sets:
-        metrics, rows = evaluate_set(model, tok, reft, task, eval_set, collator, device, batch_size, max_length,
-                                     max_examples, max_new_tokens, desc=f"eval {stage} {eval_set}")
+        torch.manual_seed(0)  # sampling presets decode reproducibly
+        metrics, rows, examples = evaluate_set(model, tok, reft, task, eval_set, collator, device, batch_size,
+                                               max_length, max_examples, max_new_tokens, decoding,
+                                               desc=f"eval {stage} {eval_set}")
         write_jsonl(Path(run_dir) / "predictions" / stage / f"{eval_set}.jsonl", rows)
+        if stage != "before":
+            task.finish(Path(run_dir), eval_set, rows, examples, generator=Path(run_dir).name)
         results[eval_set] = metrics
     return with_average(results)
 
 
 def with_average(results: dict) -> dict:
     """Add 'average': the unweighted mean over eval sets (as the paper's tables average)."""
-    scored = [m for s, m in results.items() if s != "average" and m.get("n")]
+    scored = [m for s, m in results.items() if s != "average" and m.get("n") and m.get("accuracy") is not None]
     average = {k: sum(m[k] for m in scored) / len(scored) for k in ("accuracy", "majority")} if scored else {}
     return {**{s: m for s, m in results.items() if s != "average"}, "average": average}

@@ -40,7 +40,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
     collator = Collator(tok.pad_token_id, reft.spec.position_spec, reft.spec.share_weights, reft.spec.pyreft_clipping)
     after = evaluate(model, tok, reft, task, sets, collator, device, run_dir, "after", batch_size=run.eval.batch_size,
                      max_length=run.model.max_length, max_examples=run.eval.max_examples,
-                     max_new_tokens=run.task.max_new_tokens)
+                     max_new_tokens=run.task.max_new_tokens, decoding=run.decoding)
     path = run_dir / "metrics.json"
     earlier = json.loads(path.read_text()).get("after", {}) if path.exists() else {}
     metrics = merge_metrics(run_dir, {"after": with_average({**earlier, **after})})  # other sets are kept

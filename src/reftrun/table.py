@@ -20,8 +20,8 @@ def run_summary(metrics: dict) -> str:
     for s in sets:
         a, b = after.get(s, {}), before.get(s, {})
         n = a.get("n", "") if s != "average" else sum(after[x]["n"] for x in sets[:-1])
-        fmt = lambda m: f"{m['accuracy']:.3f}" if "accuracy" in m else "—"
-        lines.append(f"| {s} | {n} | {fmt(b)} | {fmt(a)} | {a.get('majority', 0):.3f} |")
+        fmt = lambda m, k="accuracy": f"{m[k]:.3f}" if m.get(k) is not None else "—"
+        lines.append(f"| {s} | {n} | {fmt(b)} | {fmt(a)} | {fmt(a, 'majority')} |")
     return "\n".join(lines)
 
 
@@ -68,7 +68,7 @@ def build_table(pattern: str, stage: str = "after") -> str:
         done = [m for m in runs if m]
         cells = []
         for s in sets + ["average"]:
-            vals = [100 * m[s]["accuracy"] for m in done if "accuracy" in m.get(s, {})]
+            vals = [100 * m[s]["accuracy"] for m in done if m.get(s, {}).get("accuracy") is not None]
             if not vals or len(vals) < len(runs):
                 cells.append(f"— ({len(vals)}/{len(runs)})")
             else:

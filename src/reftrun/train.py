@@ -53,7 +53,7 @@ def set_seed(seed: int) -> None:
 
 def build_task(run: RunConfig) -> tuple[Task, list[str]]:
     task = get_task(run.task.name, data_dir=run.task.data_dir, seed=run.task.split_seed, **run.task.options)
-    sets = run.eval.sets or run.task.eval_sets or list(task.eval_sets)
+    sets = run.eval.sets or run.task.eval_sets or list(task.default_eval_sets or task.eval_sets)
     bad = [s for s in sets if s not in task.eval_sets]
     if bad:
         raise ConfigError(f"unknown eval set {bad[0]!r} for task {task.name}; valid: {', '.join(task.eval_sets)}")
@@ -147,7 +147,8 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
                                 config=resolved_config, mode=os.environ.get("WANDB_MODE", run.wandb.get("mode")),
                                 id=run_dir.name.replace("+", "-")[:64], resume="allow")
     evaluate_kw = dict(batch_size=run.eval.batch_size, max_length=run.model.max_length,
-                       max_examples=run.eval.max_examples, max_new_tokens=run.task.max_new_tokens)
+                       max_examples=run.eval.max_examples, max_new_tokens=run.task.max_new_tokens,
+                       decoding=run.decoding)
     metrics_path = run_dir / "metrics.json"
     if main and run.eval.before and not (metrics_path.exists() and "before" in json.loads(metrics_path.read_text())):
         with preserved_rng():

