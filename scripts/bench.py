@@ -53,7 +53,7 @@ def workload(args) -> dict:
     task = CommonsenseOffline(seed=0, eval_per_set=args.eval_examples // 4, train_per_set=120)
     spec = ReftSpec(intervention="loreft", rank=8, layers=list(range(30)), positions="f7+l7", share_weights=True,
                     hidden_size=576, base_model=str(model_dir))
-    collator = Collator(tok.pad_token_id, spec.position_spec, True)
+    collator = Collator(tok.pad_token_id, spec)
     rows = encode_train(tok, task.train_examples(), 512)
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0)).tolist()
     check, pool = [rows[i] for i in order[:args.batch]], [rows[i] for i in order[args.batch:][:(args.warmup + args.steps) * args.batch]]
@@ -110,7 +110,10 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="also run reftrun with the model in bfloat16 (its CPU default)")
     parser.add_argument("--pyreft-env", type=Path, default=cache_dir() / "pyreft-env")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument("--setup-pyreft", action="store_true", help="only build the pyreft environment (tests use it)")
     args = parser.parse_args()
+    if args.setup_pyreft:
+        sys.exit(0 if pyreft_python(args.pyreft_env) else 1)
 
     w = workload(args)
     tok = load_tokenizer(w["model_dir"], 512)

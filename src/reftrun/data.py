@@ -7,7 +7,7 @@ import random
 
 import torch
 
-from .positions import PositionSpec, batch_positions
+from .positions import batch_positions
 from .tasks import Example
 
 
@@ -38,32 +38,42 @@ def encode_prompts(tokenizer, examples: list[Example], max_length: int) -> list[
 
 
 class Collator:
-    def __init__(self, pad_id: int, spec: PositionSpec, share_weights: bool, pyreft_clipping: bool = False):
-        self.pad_id, self.spec, self.share_weights, self.pyreft_clipping = pad_id, spec, share_weights, pyreft_clipping
+    """Pads batches and computes their intervention positions from the ReftSpec.
+
+    With `spec.sink_token` (compat=pyreft) every sequence starts with one masked pad token, as pyreft's
+    datasets prepend it; positions shift by one and real tokens keep their relative positions."""
+
+    def __init__(self, pad_id: int, spec):
+        self.pad_id, self.spec = pad_id, spec
+        self.sink = [pad_id] if spec.sink_token else []
 
     def _positions(self, lengths, offsets):
-        return batch_positions(self.spec, self.share_weights, lengths, offsets, self.pyreft_clipping)
+        return batch_positions(self.spec.position_spec, self.spec.share_weights, lengths,
+                               [o + len(self.sink) for o in offsets], self.spec.pyreft_clipping)
 
     def train(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        """Right padding; positions start at each row's first token."""
-        width = max(len(r["input_ids"]) for r in rows)
-        pad = [width - len(r["input_ids"]) for r in rows]
+        """Right padding; positions start at each row's first prompt token."""
+        ids = [self.sink + r["input_ids"] for r in rows]
+        labels = [[-100] * len(self.sink) + r["labels"] for r in rows]
+        width = max(map(len, ids))
+        pad = [width - len(x) for x in ids]
         positions, mask = self._positions([r["prompt_length"] for r in rows], [0] * len(rows))
         return {
-            "input_ids": torch.tensor([r["input_ids"] + [self.pad_id] * p for r, p in zip(rows, pad)]),
-            "attention_mask": torch.tensor([[1] * len(r["input_ids"]) + [0] * p for r, p in zip(rows, pad)]),
-            "labels": torch.tensor([r["labels"] + [-100] * p for r, p in zip(rows, pad)]),
+            "input_ids": torch.tensor([x + [self.pad_id] * p for x, p in zip(ids, pad)]),
+            "attention_mask": torch.tensor([[0] * len(self.sink) + [1] * (len(x) - len(self.sink)) + [0] * p
+                                            for x, p in zip(ids, pad)]),
+            "labels": torch.tensor([l + [-100] * p for l, p in zip(labels, pad)]),
             "positions": positions, "position_mask": mask,
         }
 
     def prompts(self, prompts: list[list[int]]) -> dict[str, torch.Tensor]:
         """Left padding for generation; positions shift by each row's pad count."""
-        width = max(len(p) for p in prompts)
-        pad = [width - len(p) for p in prompts]
+        width = max(len(p) for p in prompts) + len(self.sink)
+        pad = [width - len(p) - len(self.sink) for p in prompts]
         positions, mask = self._positions([len(p) for p in prompts], pad)
         return {
-            "input_ids": torch.tensor([[self.pad_id] * n + p for p, n in zip(prompts, pad)]),
-            "attention_mask": torch.tensor([[0] * n + [1] * len(p) for p, n in zip(prompts, pad)]),
+            "input_ids": torch.tensor([[self.pad_id] * (n + len(self.sink)) + p for p, n in zip(prompts, pad)]),
+            "attention_mask": torch.tensor([[0] * (n + len(self.sink)) + [1] * len(p) for p, n in zip(prompts, pad)]),
             "positions": positions, "position_mask": mask,
         }
 

@@ -37,7 +37,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
     model, device = load_model(reft.spec.base_model, run.model.dtype, run.device, run.model.trust_remote_code,
                                run.model.device_map)
     reft = reft.to(device)
-    collator = Collator(tok.pad_token_id, reft.spec.position_spec, reft.spec.share_weights, reft.spec.pyreft_clipping)
+    collator = Collator(tok.pad_token_id, reft.spec)
     after = evaluate(model, tok, reft, task, sets, collator, device, run_dir, "after", batch_size=run.eval.batch_size,
                      max_length=run.model.max_length, max_examples=run.eval.max_examples,
                      max_new_tokens=run.task.max_new_tokens, decoding=run.decoding)

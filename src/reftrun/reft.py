@@ -68,8 +68,9 @@ class ReftSpec:
     dropout: float = 0.0
     act_fn: str | None = None
     base_model: str = ""
-    dropout_whole_output: bool = False
-    pyreft_clipping: bool = False
+    dropout_whole_output: bool = False   # compat=pyreft: dropout on h+Δ, not on Δ
+    pyreft_clipping: bool = False        # compat=pyreft: ⌊n/2⌋ clipping for both position groups
+    sink_token: bool = False             # compat=pyreft: a masked pad token prepended to every sequence
     extra: dict = field(default_factory=dict)
 
     @property

@@ -71,7 +71,8 @@ def build_spec(run: RunConfig, hidden_size: int, num_layers: int) -> ReftSpec:
     return ReftSpec(intervention=run.intervention.type, rank=run.rank, layers=layers, positions=run.positions,
                     share_weights=run.share_weights, hidden_size=hidden_size, dtype=run.intervention.dtype,
                     dropout=run.intervention.dropout, act_fn=run.intervention.act_fn,
-                    base_model=run.model.name_or_path, dropout_whole_output=pyreft, pyreft_clipping=pyreft)
+                    base_model=run.model.name_or_path, dropout_whole_output=pyreft, pyreft_clipping=pyreft,
+                    sink_token=pyreft)
 
 
 def make_optimizer(reft: Reft, run: RunConfig, total_steps: int):
@@ -123,7 +124,7 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     n_params, n_base = reft.num_parameters(), sum(p.numel() for p in model.parameters())
     if main:
         print(f"[reftrun] trainable intervention parameters: {n_params:,} ({100 * n_params / n_base:.4f}% of {n_base:,})")
-    collator = Collator(tok.pad_token_id, spec.position_spec, spec.share_weights, spec.pyreft_clipping)
+    collator = Collator(tok.pad_token_id, spec)
     o = run.optim
     per_step = o.grad_accum * world  # micro-batches in one optimizer step, over all ranks
     steps_per_epoch = math.ceil(math.ceil(len(rows) / o.batch_size) / per_step)
