@@ -45,5 +45,18 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_roberta_dir(tmp_path_factory) -> Path:
+    """A 2-layer RoBERTa MLM checkpoint (like roberta-base): a classifier head is new when loaded for GLUE."""
+    from transformers import RobertaConfig, RobertaForMaskedLM
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-roberta")
+    RobertaForMaskedLM(RobertaConfig(vocab_size=259, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=128, max_position_embeddings=600, pad_token_id=258,
+                                     bos_token_id=256, eos_token_id=257, type_vocab_size=1)).save_pretrained(out)
+    byte_tokenizer().save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def commonsense_dir() -> Path:
     return FIXTURES / "commonsense"

@@ -14,9 +14,9 @@ import torch
 NAME = "checkpoint.pt"
 
 
-def save_checkpoint(run_dir: Path, step: int, reft, opt, sched, scaler, extra: dict) -> None:
+def save_checkpoint(run_dir: Path, step: int, reft, head: dict, opt, sched, scaler, extra: dict) -> None:
     state = {
-        "step": step, "reft": reft.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "step": step, "reft": reft.state_dict(), "head": {k: p.detach() for k, p in head.items()}, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
         "scaler": scaler.state_dict(), "extra": extra,
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
@@ -27,7 +27,7 @@ def save_checkpoint(run_dir: Path, step: int, reft, opt, sched, scaler, extra: d
     os.replace(tmp, Path(run_dir) / NAME)
 
 
-def load_checkpoint(run_dir: Path, reft, opt, sched, scaler) -> dict | None:
+def load_checkpoint(run_dir: Path, reft, head: dict, opt, sched, scaler) -> dict | None:
     """Restore all state in place; returns {"step", "extra"} or None when there is no checkpoint."""
     path = Path(run_dir) / NAME
     if not path.exists():
@@ -37,6 +37,9 @@ def load_checkpoint(run_dir: Path, reft, opt, sched, scaler) -> dict | None:
     except Exception as e:
         raise ValueError(f"checkpoint {path} is unreadable ({type(e).__name__}); delete it to start the run afresh")
     reft.load_state_dict(state["reft"])
+    with torch.no_grad():
+        for name, p in head.items():
+            p.copy_(state["head"][name])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     scaler.load_state_dict(state["scaler"])

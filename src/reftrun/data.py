@@ -29,6 +29,16 @@ def encode_train(tokenizer, examples: list[Example], max_length: int) -> list[di
     return encoded
 
 
+def encode_classify(tokenizer, examples: list[Example], max_length: int) -> list[dict]:
+    """Sentence or sentence pair, truncated to max_length; positions count over the whole input (prefix ones:
+    the first tokens, which the classification head reads)."""
+    rows = []
+    for ex in examples:
+        ids = tokenizer(ex.prompt, ex.meta.get("pair"), truncation=True, max_length=max_length)["input_ids"]
+        rows.append({"input_ids": ids, "label": ex.meta["label"], "prompt_length": len(ids)})
+    return rows
+
+
 def encode_prompts(tokenizer, examples: list[Example], max_length: int) -> list[list[int]]:
     ids = [tokenizer(ex.prompt)["input_ids"] for ex in examples]
     longest = max((len(x) for x in ids), default=0)
@@ -65,6 +75,12 @@ class Collator:
             "labels": torch.tensor([l + [-100] * p for l, p in zip(labels, pad)]),
             "positions": positions, "position_mask": mask,
         }
+
+    def classify(self, rows: list[dict], regression: bool = False) -> dict[str, torch.Tensor]:
+        """Right padding, one label per row (a float for regression)."""
+        batch = self.train([{**r, "labels": [-100] * len(r["input_ids"])} for r in rows])
+        batch["labels"] = torch.tensor([r["label"] for r in rows], dtype=torch.float if regression else torch.long)
+        return batch
 
     def prompts(self, prompts: list[list[int]]) -> dict[str, torch.Tensor]:
         """Left padding for generation; positions shift by each row's pad count."""

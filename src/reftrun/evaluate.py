@@ -4,12 +4,13 @@ Prompts are sorted by length and left-padded; interventions edit the prompt on t
 `reft=None` scores the untouched base model (the "before" column of the results table).
 """
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .data import Collator, encode_prompts
+from .data import Collator, encode_classify, encode_prompts
 from .reft import Reft
 from .runio import write_jsonl
 from .tasks import Task
@@ -67,6 +68,35 @@ def evaluate_set(model, tok, reft: Reft | None, task: Task, eval_set: str, colla
     return metrics, rows, examples
 
 
+@torch.no_grad()
+def classify_set(model, tok, reft: Reft | None, task: Task, eval_set: str, collator: Collator, device: str,
+                 batch_size: int, max_length: int, max_examples: int | None = None) -> tuple[dict, list[dict], list]:
+    """Batched classification: argmax of the head (its value for regression), scored by the task's metric."""
+    examples = task.eval_examples(eval_set)[:max_examples]
+    rows = encode_classify(tok, examples, max_length)
+    regression = task.num_labels == 1
+    predictions = []
+    if reft is not None:
+        reft.eval()
+    for start in range(0, len(rows), batch_size):
+        batch = {k: v.to(device) for k, v in collator.classify(rows[start:start + batch_size], regression).items()}
+        context = reft.attached(model, batch["positions"], batch["position_mask"]) if reft is not None else nullcontext()
+        with context:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        predictions += (logits.squeeze(-1) if regression else logits.argmax(-1)).tolist()
+    out = [{"id": ex.id, "prompt": ex.prompt, "pair": ex.meta.get("pair"), "prediction": p, "gold": ex.meta["label"],
+            "correct": None if regression else p == ex.meta["label"]} for ex, p in zip(examples, predictions)]
+    labels = Counter(ex.meta["label"] for ex in examples)
+    metrics = {"score": task.score_all(predictions, examples), "metric": task.metric, "n": len(examples),
+               "majority": None if regression or not examples else max(labels.values()) / len(examples)}
+    return metrics, out, examples
+
+
+def headline(metrics: dict) -> float | None:
+    """A set's headline number: the task's metric where it has one, else accuracy."""
+    return metrics.get("score", metrics.get("accuracy"))
+
+
 def evaluate(model, tok, reft: Reft | None, task: Task, sets: list[str], collator: Collator, device: str,
              run_dir: Path, stage: str, batch_size: int, max_length: int, max_examples: int | None = None,
              max_new_tokens: int | None = None, decoding: dict | None = None) -> dict:
@@ -74,9 +104,13 @@ def evaluate(model, tok, reft: Reft | None, task: Task, sets: list[str], collato
     results = {}
     for eval_set in sets:
         torch.manual_seed(0)  # sampling presets decode reproducibly
-        metrics, rows, examples = evaluate_set(model, tok, reft, task, eval_set, collator, device, batch_size,
-                                               max_length, max_examples, max_new_tokens, decoding,
-                                               desc=f"eval {stage} {eval_set}")
+        if getattr(task, "kind", "generate") == "classify":
+            metrics, rows, examples = classify_set(model, tok, reft, task, eval_set, collator, device, batch_size,
+                                                   max_length, max_examples)
+        else:
+            metrics, rows, examples = evaluate_set(model, tok, reft, task, eval_set, collator, device, batch_size,
+                                                   max_length, max_examples, max_new_tokens, decoding,
+                                                   desc=f"eval {stage} {eval_set}")
         write_jsonl(Path(run_dir) / "predictions" / stage / f"{eval_set}.jsonl", rows)
         if stage != "before":
             task.finish(Path(run_dir), eval_set, rows, examples, generator=Path(run_dir).name)
@@ -86,6 +120,8 @@ def evaluate(model, tok, reft: Reft | None, task: Task, sets: list[str], collato
 
 def with_average(results: dict) -> dict:
     """Add 'average': the unweighted mean over eval sets (as the paper's tables average)."""
-    scored = [m for s, m in results.items() if s != "average" and m.get("n") and m.get("accuracy") is not None]
-    average = {k: sum(m[k] for m in scored) / len(scored) for k in ("accuracy", "majority")} if scored else {}
+    scored = [m for s, m in results.items() if s != "average" and m.get("n") and headline(m) is not None]
+    average = {"accuracy": sum(headline(m) for m in scored) / len(scored)} if scored else {}
+    if scored and all(m.get("majority") is not None for m in scored):
+        average["majority"] = sum(m["majority"] for m in scored) / len(scored)
     return {**{s: m for s, m in results.items() if s != "average"}, "average": average}

@@ -12,7 +12,7 @@ from .config import validate
 from .data import Collator
 from .evaluate import evaluate, with_average
 from .models import load_model, load_tokenizer, model_shape
-from .runio import load_reft, merge_metrics
+from .runio import load_head, load_reft, merge_metrics
 from .table import run_summary
 from .train import build_task
 
@@ -34,8 +34,11 @@ def evaluate_run(cfg: DictConfig) -> dict:
         raise ValueError(f"interventions in {run_dir} are for hidden size {reft.spec.hidden_size}, "
                          f"but {reft.spec.base_model} has hidden size {hidden_size}")
     tok = load_tokenizer(reft.spec.base_model, run.model.max_length, run.model.trust_remote_code)
+    classify = getattr(task, "kind", "generate") == "classify"
     model, device = load_model(reft.spec.base_model, run.model.dtype, run.device, run.model.trust_remote_code,
-                               run.model.device_map)
+                               run.model.device_map, task.num_labels if classify else None)
+    if classify:
+        load_head(run_dir, model)
     reft = reft.to(device)
     collator = Collator(tok.pad_token_id, reft.spec)
     after = evaluate(model, tok, reft, task, sets, collator, device, run_dir, "after", batch_size=run.eval.batch_size,

@@ -17,3 +17,11 @@ def target_loss(model, batch: dict) -> torch.Tensor:
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         logits = logits[:, :-1][keep.to(logits.device)]
     return torch.nn.functional.cross_entropy(logits.float(), labels[keep].to(logits.device), reduction="sum")
+
+
+def classification_loss(model, batch: dict, regression: bool) -> torch.Tensor:
+    """Summed cross-entropy over rows (mean-squared error for a regression task such as STS-B)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+    if regression:
+        return torch.nn.functional.mse_loss(logits.squeeze(-1), batch["labels"].float(), reduction="sum")
+    return torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum")

@@ -76,12 +76,15 @@ def model_shape(name_or_path: str, trust_remote_code: bool = False) -> tuple[int
     return config.hidden_size, config.num_hidden_layers
 
 
-def base_parameters(name_or_path: str, trust_remote_code: bool = False) -> int:
+def base_parameters(name_or_path: str, trust_remote_code: bool = False, num_labels: int | None = None) -> int:
     """The base model's parameter count, built on the meta device from its config: no weights read."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
     config = AutoConfig.from_pretrained(model_path(name_or_path), trust_remote_code=trust_remote_code)
+    kind = AutoModelForCausalLM
+    if num_labels:
+        config.num_labels, kind = num_labels, AutoModelForSequenceClassification
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+        model = kind.from_config(config, trust_remote_code=trust_remote_code)
     return sum(p.numel() for p in model.parameters())
 
 
@@ -99,15 +102,19 @@ def load_tokenizer(name_or_path: str, max_length: int, trust_remote_code: bool =
 
 
 def load_model(name_or_path: str, dtype: str = "auto", device: str = "auto", trust_remote_code: bool = False,
-               device_map: str | None = None):
-    """Returns (model, input device): the model frozen, in eval mode, on `device` or sharded by `device_map`."""
-    from transformers import AutoModelForCausalLM
+               device_map: str | None = None, num_labels: int | None = None):
+    """Returns (model, input device): the model frozen, in eval mode, on `device` or sharded by `device_map`.
+    With `num_labels`, a sequence classifier whose freshly initialised head is the only trainable part."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     device = pick_device(device)
+    kind = AutoModelForSequenceClassification if num_labels else AutoModelForCausalLM
+    extra = {"num_labels": num_labels} if num_labels else {}
     try:
-        model = AutoModelForCausalLM.from_pretrained(model_path(name_or_path), dtype=resolve_dtype(dtype, device),
-                                                     trust_remote_code=trust_remote_code, device_map=device_map)
-    except ValueError as e:  # e.g. an encoder-decoder or encoder-only config
-        raise ValueError(f"model {name_or_path} cannot be loaded as a causal LM: {str(e).splitlines()[0]}")
+        model = kind.from_pretrained(model_path(name_or_path), dtype=resolve_dtype(dtype, device),
+                                     trust_remote_code=trust_remote_code, device_map=device_map, **extra)
+    except ValueError as e:  # e.g. an encoder-decoder config, or an encoder asked to generate
+        what = "a sequence classifier" if num_labels else "a causal LM"
+        raise ValueError(f"model {name_or_path} cannot be loaded as {what}: {str(e).splitlines()[0]}")
     model.requires_grad_(False)
     model.eval()
     if device_map:
@@ -128,3 +135,12 @@ def enable_gradient_checkpointing(model, layers) -> None:
     model.base_model.training = True
     for layer in layers:
         layer.training = True
+
+
+def classifier_head(model) -> dict:
+    """The parameters outside the pretrained body (a classifier's new head), made trainable."""
+    body = {id(p) for p in model.base_model.parameters()}
+    head = {name: p for name, p in model.named_parameters() if id(p) not in body}
+    for p in head.values():
+        p.requires_grad_(True)
+    return head

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from .reft import Reft, ReftSpec
 
-WEIGHTS, SPEC = "interventions.safetensors", "reft.json"
+WEIGHTS, SPEC, HEAD = "interventions.safetensors", "reft.json", "head.safetensors"
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -48,14 +48,34 @@ def merge_metrics(run_dir: Path, updates: dict) -> dict:
     return metrics
 
 
-def save_reft(reft: Reft, run_dir: Path) -> None:
-    run_dir = Path(run_dir)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in reft.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{WEIGHTS}.")
+def _save_tensors(tensors: dict, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
-    save_file(tensors, tmp, metadata={"format": "reftrun"})
-    os.replace(tmp, run_dir / WEIGHTS)
-    write_json(run_dir / SPEC, {**reft.spec.to_dict(), "num_parameters": reft.num_parameters()})
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata={"format": "reftrun"})
+    os.replace(tmp, path)
+
+
+def save_reft(reft: Reft, run_dir: Path, head: dict | None = None) -> None:
+    """Interventions (and a classifier's trained head, if any) as safetensors, plus reft.json."""
+    run_dir = Path(run_dir)
+    _save_tensors(reft.state_dict(), run_dir / WEIGHTS)
+    if head:
+        _save_tensors(head, run_dir / HEAD)
+    write_json(run_dir / SPEC, {**reft.spec.to_dict(), "num_parameters": reft.num_parameters(),
+                                "head_parameters": sum(p.numel() for p in (head or {}).values())})
+
+
+def load_head(run_dir: Path, model) -> None:
+    """Load a saved classifier head into `model` (safetensors only)."""
+    path = Path(run_dir) / HEAD
+    try:
+        state = load_file(path)
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path} is missing, corrupted or truncated ({e})")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, tensor in state.items():
+            params[name].copy_(tensor)
 
 
 def load_reft(run_dir: Path, hidden_size: int | None = None) -> Reft:
@@ -67,6 +87,7 @@ def load_reft(run_dir: Path, hidden_size: int | None = None) -> Reft:
             raise FileNotFoundError(f"{p} not found; is {run_dir} a finished reftrun run folder?")
     data = json.loads(spec_path.read_text())
     data.pop("num_parameters", None)
+    data.pop("head_parameters", None)
     spec = ReftSpec(**data)
     if hidden_size is not None and hidden_size != spec.hidden_size:
         raise ValueError(f"interventions in {run_dir} are for hidden size {spec.hidden_size}, "

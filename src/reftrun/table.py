@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .config import identity
+from .evaluate import headline
 
 
 def run_summary(metrics: dict) -> str:
@@ -20,8 +21,8 @@ def run_summary(metrics: dict) -> str:
     for s in sets:
         a, b = after.get(s, {}), before.get(s, {})
         n = a.get("n", "") if s != "average" else sum(after[x]["n"] for x in sets[:-1])
-        fmt = lambda m, k="accuracy": f"{m[k]:.3f}" if m.get(k) is not None else "—"
-        lines.append(f"| {s} | {n} | {fmt(b)} | {fmt(a)} | {fmt(a, 'majority')} |")
+        fmt = lambda value: f"{value:.3f}" if value is not None else "—"
+        lines.append(f"| {s} | {n} | {fmt(headline(b))} | {fmt(headline(a))} | {fmt(a.get('majority'))} |")
     return "\n".join(lines)
 
 
@@ -68,7 +69,7 @@ def build_table(pattern: str, stage: str = "after") -> str:
         done = [m for m in runs if m]
         cells = []
         for s in sets + ["average"]:
-            vals = [100 * m[s]["accuracy"] for m in done if m.get(s, {}).get("accuracy") is not None]
+            vals = [100 * headline(m[s]) for m in done if headline(m.get(s, {})) is not None]
             if not vals or len(vals) < len(runs):
                 cells.append(f"— ({len(vals)}/{len(runs)})")
             else:

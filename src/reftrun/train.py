@@ -20,10 +20,10 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig
-from .data import Collator, encode_train, train_batches
-from .evaluate import evaluate
-from .loss import target_loss
-from .models import base_parameters, enable_gradient_checkpointing, load_model, load_tokenizer, model_shape, pick_device
+from .data import Collator, encode_classify, encode_train, train_batches
+from .evaluate import classify_set, evaluate
+from .loss import classification_loss, target_loss
+from .models import base_parameters, classifier_head, enable_gradient_checkpointing, load_model, load_tokenizer, model_shape, pick_device
 from .reft import Reft, ReftSpec, find_layers, parse_layers
 from .runio import atomic_write, merge_metrics, save_reft, write_json
 from .tasks import Task, get_task
@@ -75,8 +75,22 @@ def build_spec(run: RunConfig, hidden_size: int, num_layers: int) -> ReftSpec:
                     sink_token=pyreft)
 
 
-def make_optimizer(reft: Reft, run: RunConfig, total_steps: int):
-    decay, no_decay = [], []
+def choose_epoch(model, tok, reft, head, task, collator, device, run: RunConfig, epoch: int, best: dict | None):
+    """Score an epoch on validation_tune; return the best so far (with copies of its weights)."""
+    with preserved_rng():
+        metrics, _, _ = classify_set(model, tok, reft, task, "validation_tune", collator, device, run.eval.batch_size,
+                                     run.model.max_length)
+    reft.train()
+    print(f"[reftrun] epoch {epoch}: {task.metric} {metrics['score']:.4f} on validation_tune")
+    if best is not None and not metrics["score"] > best["score"]:
+        return best
+    return {"epoch": epoch, "score": metrics["score"],
+            "reft": {k: v.detach().clone() for k, v in reft.state_dict().items()},
+            "head": {k: p.detach().clone() for k, p in head.items()}}
+
+
+def make_optimizer(reft: Reft, run: RunConfig, total_steps: int, head: list | None = None):
+    decay, no_decay = list(head or []), []
     for name, p in reft.named_parameters():
         (no_decay if "rotation" in name else decay).append(p)  # R's chart coordinates are never decayed
     wd = 0.0 if run.compat == "pyreft" else run.optim.weight_decay  # pyreft never decays intervention params
@@ -98,8 +112,11 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     run_dir = Path(run_dir)
     task, sets = build_task(run)
     spec = build_spec(run, *model_shape(run.model.name_or_path, run.model.trust_remote_code))  # fails before weights load
+    classify = getattr(task, "kind", "generate") == "classify"
+    num_labels = task.num_labels if classify else None
     if run.dry_run:
-        n_params, n_base = Reft(spec).num_parameters(), base_parameters(run.model.name_or_path, run.model.trust_remote_code)
+        n_params = Reft(spec).num_parameters()
+        n_base = base_parameters(run.model.name_or_path, run.model.trust_remote_code, num_labels)
         print(f"[reftrun] trainable intervention parameters: {n_params:,} ({100 * n_params / n_base:.4f}% of {n_base:,})")
         return {"num_parameters": n_params, "base_parameters": n_base}
     rank, world = distributed.setup()
@@ -109,13 +126,14 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     for eval_set in sets:
         task.eval_examples(eval_set)
     tok = load_tokenizer(run.model.name_or_path, run.model.max_length, run.model.trust_remote_code)
-    rows = encode_train(tok, examples, run.model.max_length)
+    rows = (encode_classify if classify else encode_train)(tok, examples, run.model.max_length)
     if main:
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved_config)))
     set_seed(run.seed)
     model, device = load_model(run.model.name_or_path, run.model.dtype,
                                distributed.device_for_rank(pick_device(run.device)), run.model.trust_remote_code,
-                               run.model.device_map)
+                               run.model.device_map, num_labels)
+    head = classifier_head(model) if classify else {}  # GLUE: the new head trains beside the interventions
     layers = find_layers(model)  # an unsupported architecture fails here, naming the paths it tried
     if run.model.gradient_checkpointing:
         enable_gradient_checkpointing(model, layers)
@@ -129,11 +147,12 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     per_step = o.grad_accum * world  # micro-batches in one optimizer step, over all ranks
     steps_per_epoch = math.ceil(math.ceil(len(rows) / o.batch_size) / per_step)
     total_steps = o.max_steps if o.max_steps > 0 else max(1, int(math.ceil(steps_per_epoch * o.epochs)))
-    opt, sched = make_optimizer(reft, run, total_steps)
+    opt, sched = make_optimizer(reft, run, total_steps, list(head.values()))
     cuda_amp = run.autocast is not None and device.startswith("cuda")
     amp = lambda: torch.autocast("cuda", dtype=getattr(torch, run.autocast)) if cuda_amp else contextlib.nullcontext()
     scaler = torch.amp.GradScaler("cuda", enabled=cuda_amp and run.autocast == "float16")
-    resumed = load_checkpoint(run_dir, reft, opt, sched, scaler)  # restores RNG states too: do nothing random after
+    resumed = load_checkpoint(run_dir, reft, head, opt, sched, scaler)  # restores RNG states too: nothing random after
+    best = resumed["extra"].get("best") if resumed else None  # classification: the best epoch so far
     start = resumed["step"] if resumed else 0
     status = {"num_parameters": n_params, "base_parameters": n_base, "train_examples": len(rows),
               "total_steps": total_steps, "world_size": world}
@@ -171,6 +190,10 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
         atomic_write(log_path, "".join(l + "\n" for l in kept))
     stop = {"signal": None}
     previous = signal.signal(signal.SIGTERM, lambda num, frame: stop.update(signal=num))
+    regression = classify and task.num_labels == 1
+    count_targets = (lambda r: 1) if classify else (lambda r: sum(l != -100 for l in r["labels"]))
+    collate = (lambda micro: collator.classify(micro, regression)) if classify else collator.train
+    trainable = list(reft.parameters()) + list(head.values())
     reft.train()
     bar = tqdm(range(start, total_steps), desc="train", initial=start, total=total_steps, disable=not main)
     started, tokens_seen = time.perf_counter(), 0
@@ -178,21 +201,21 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     try:
         for step in bar:
             group = [next(batches) for _ in range(per_step)]
-            n_targets = sum(sum(l != -100 for l in r["labels"]) for micro in group for r in micro)
+            n_targets = sum(count_targets(r) for micro in group for r in micro)
             local_loss = torch.zeros((), device=device)
             for micro in group[rank::world]:  # rank r takes micro-batches r, r + world, ...
-                batch = {k: v.to(device) for k, v in collator.train(micro).items()}
+                batch = {k: v.to(device) for k, v in collate(micro).items()}
                 with amp(), reft.attached(model, batch["positions"], batch["position_mask"]):
-                    loss_sum = target_loss(model, batch)
+                    loss_sum = classification_loss(model, batch, regression) if classify else target_loss(model, batch)
                 scaler.scale(loss_sum / n_targets).backward()
                 local_loss += loss_sum.detach()
                 tokens_seen += int(batch["attention_mask"].sum()) * world
-            loss_value = float(distributed.sum_gradients(list(reft.parameters()), local_loss)) / n_targets
+            loss_value = float(distributed.sum_gradients(trainable, local_loss)) / n_targets
             if not math.isfinite(loss_value):
                 kept_at = f"the checkpoint at step {last_saved} is kept" if last_saved else "no checkpoint was written yet"
                 raise FloatingPointError(f"loss became {loss_value} at step {step + 1}; {kept_at}; lower optim.lr or check the data")
             scaler.unscale_(opt)
-            grad_norm = torch.nn.utils.clip_grad_norm_(reft.parameters(), o.max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, o.max_grad_norm)
             scaler.step(opt)
             scaler.update()
             sched.step()
@@ -207,10 +230,12 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
                 if logger is not None:
                     logger.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=step + 1)
             done = step + 1
+            if classify and main and (done % steps_per_epoch == 0 or done == total_steps):
+                best = choose_epoch(model, tok, reft, head, task, collator, device, run, done // steps_per_epoch, best)
             due = run.checkpoint_every > 0 and done % run.checkpoint_every == 0 and done < total_steps
             if due or stop["signal"]:
                 if main:
-                    save_checkpoint(run_dir, done, reft, opt, sched, scaler, {"loss": loss_value})
+                    save_checkpoint(run_dir, done, reft, head, opt, sched, scaler, {"loss": loss_value, "best": best})
                 last_saved = done
             if stop["signal"]:
                 if main:
@@ -223,7 +248,13 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     if not main:
         distributed.teardown()
         return {}
-    save_reft(reft, run_dir)
+    if best is not None:  # classification: keep the epoch that scored best on validation_tune
+        reft.load_state_dict(best["reft"])
+        with torch.no_grad():
+            for name, p in head.items():
+                p.copy_(best["head"][name])
+        print(f"[reftrun] kept epoch {best['epoch']} ({task.metric} {best['score']:.4f} on validation_tune)")
+    save_reft(reft, run_dir, head)
     after = evaluate(model, tok, reft, task, sets, collator, device, run_dir, "after", **evaluate_kw)
     metrics = merge_metrics(run_dir, {"after": after, "train": {"steps": total_steps, "final_loss": loss_value,
                                                                 "num_parameters": n_params, "world_size": world}})

@@ -52,6 +52,8 @@ TASKS = {  # name → "module:Class"; adding a task is one module and one line h
     "gsm8k": "gsm8k:GSM8K",
     "alpaca": "instruct:Instruct",
     "ultrafeedback": "instruct:UltraFeedback",
+    "glue": "glue:Glue",
+    "boolq_offline": "glue:BoolQOffline",
 }
 TASK_NAMES = tuple(sorted(TASKS))
 
