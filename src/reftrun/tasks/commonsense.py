@@ -24,8 +24,8 @@ def extract_answer(generation: str) -> str:
 
 def read_json_records(path, required=("instruction", "answer")) -> list[dict]:
     if not path.exists():
-        raise FileNotFoundError(f"data file {path} not found; put the LLM-Adapters files under task.data_dir "
-                                f"(layout in README, section Tasks)")
+        raise FileNotFoundError(f"data file {path} not found; fetch it with: python scripts/prepare_data.py "
+                                f"--data-dir {path.parents[1]}")
     try:
         records = json.loads(path.read_text())
     except json.JSONDecodeError as e:
