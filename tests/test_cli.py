@@ -101,7 +101,7 @@ def test_pinned_loss_trajectory(tmp_path, tiny_model_dir, commonsense_dir):
 
 
 BAD_INPUTS = [  # (overrides, the one line's expected content)
-    (["task=nope"], "unknown task 'nope'; valid: alpaca, arithmetic, commonsense"),
+    (["task=nope"], "unknown task 'nope'; valid: alpaca, arithmetic, boolq_offline, commonsense"),
     (["model=nope"], "unknown model 'nope'; valid: hub, smollm2"),
     (["intervention=nope"], "unknown intervention 'nope'; valid: consreft, direft"),
     (["intervention.type=nope"], "unknown intervention 'nope'; valid: consreft, direft"),

@@ -65,6 +65,8 @@ def _train(cfg: DictConfig) -> None:
             print(f"[reftrun] {run_dir} already holds this finished run; skipping (overwrite=true redoes it)")
             return
     metrics = train(run, run_dir, resolved)
+    if run.dry_run:
+        remove_if_empty(run_dir)  # a dry run leaves nothing behind
     if metrics and not run.dry_run:
         print(f"\nrun folder: {run_dir}\n\n{run_summary(metrics)}")
 
@@ -117,6 +119,14 @@ def guarded(fn):
     return run
 
 
+def remove_if_empty(run_dir: Path) -> None:
+    """Remove a run folder Hydra created for nothing, and its parents while they are empty."""
+    for folder in [run_dir, *run_dir.parents]:
+        if folder == Path.cwd() or not folder.is_dir() or any(folder.iterdir()):
+            break
+        folder.rmdir()
+
+
 def record_failure(cfg: DictConfig, message: str) -> None:
     """A failed train job says so in its own folder (never in another run's); an empty folder is removed."""
     if HydraConfig.get().job.config_name != "train" or "run_dir" not in cfg:
@@ -125,7 +135,7 @@ def record_failure(cfg: DictConfig, message: str) -> None:
     if not run_dir.is_dir():
         return
     if not any(run_dir.iterdir()):
-        run_dir.rmdir()
+        remove_if_empty(run_dir)
         return
     saved = run_dir / "config.yaml"
     current = redact(OmegaConf.to_container(cfg, resolve=True))

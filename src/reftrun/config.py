@@ -44,6 +44,7 @@ class ModelConfig:
     gradient_checkpointing: bool = False  # recompute blocks in backward: less activation memory, ~30% more compute
     hidden_size: int | None = None    # shapes for dry runs without weights (optional)
     num_layers: int | None = None
+    architecture: dict | None = None  # the model's config fields (model_type, sizes): dry runs need no hub
 
 
 @dataclass
@@ -107,6 +108,7 @@ class RunConfig:
     dry_run: bool = False
     log_every: int = 1
     checkpoint_every: int = 50        # steps between checkpoints (0: only on SIGTERM); a re-run resumes
+    paper_row: str | None = None      # the paper's table row a preset reproduces (reftrun table compare=paper)
     imports: list[str] = field(default_factory=list)  # modules to import first (e.g. your own @register'd intervention)
 
 

@@ -68,23 +68,29 @@ def model_path(name_or_path: str) -> str:
     return str(smollm2_dir()) if name_or_path == SMOLLM2 else name_or_path
 
 
-def model_shape(name_or_path: str, trust_remote_code: bool = False) -> tuple[int, int]:
-    """(hidden size, number of blocks) from the config alone: no weights are read."""
+def model_config(name_or_path: str, trust_remote_code: bool = False, architecture: dict | None = None):
+    """The model's transformers config: from `architecture` (a preset's shapes) without the hub, else its files."""
     from transformers import AutoConfig
-    config = AutoConfig.from_pretrained(model_path(name_or_path), trust_remote_code=trust_remote_code)
+    if architecture:
+        return AutoConfig.for_model(**architecture)
+    return AutoConfig.from_pretrained(model_path(name_or_path), trust_remote_code=trust_remote_code)
+
+
+def model_shape(name_or_path: str, trust_remote_code: bool = False, architecture: dict | None = None) -> tuple[int, int]:
+    """(hidden size, number of blocks) from the config alone: no weights are read."""
+    config = model_config(name_or_path, trust_remote_code, architecture)
     config = getattr(config, "text_config", config)
     return config.hidden_size, config.num_hidden_layers
 
 
-def base_parameters(name_or_path: str, trust_remote_code: bool = False, num_labels: int | None = None) -> int:
-    """The base model's parameter count, built on the meta device from its config: no weights read."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
-    config = AutoConfig.from_pretrained(model_path(name_or_path), trust_remote_code=trust_remote_code)
-    kind = AutoModelForCausalLM
-    if num_labels:
-        config.num_labels, kind = num_labels, AutoModelForSequenceClassification
+def base_parameters(name_or_path: str, trust_remote_code: bool = False, num_labels: int | None = None,
+                    architecture: dict | None = None) -> int:
+    """The base model's parameter count, built on the meta device from its config: no weights read.
+    A classifier counts its pretrained body only, as the paper's percentages leave out the head."""
+    from transformers import AutoModel, AutoModelForCausalLM
+    config = model_config(name_or_path, trust_remote_code, architecture)
     with torch.device("meta"):
-        model = kind.from_config(config, trust_remote_code=trust_remote_code)
+        model = (AutoModel if num_labels else AutoModelForCausalLM).from_config(config, trust_remote_code=trust_remote_code)
     return sum(p.numel() for p in model.parameters())
 
 

@@ -111,12 +111,12 @@ class Preempted(Exception):
 def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     run_dir = Path(run_dir)
     task, sets = build_task(run)
-    spec = build_spec(run, *model_shape(run.model.name_or_path, run.model.trust_remote_code))  # fails before weights load
+    spec = build_spec(run, *model_shape(run.model.name_or_path, run.model.trust_remote_code, run.model.architecture))
     classify = getattr(task, "kind", "generate") == "classify"
     num_labels = task.num_labels if classify else None
     if run.dry_run:
         n_params = Reft(spec).num_parameters()
-        n_base = base_parameters(run.model.name_or_path, run.model.trust_remote_code, num_labels)
+        n_base = base_parameters(run.model.name_or_path, run.model.trust_remote_code, num_labels, run.model.architecture)
         print(f"[reftrun] trainable intervention parameters: {n_params:,} ({100 * n_params / n_base:.4f}% of {n_base:,})")
         return {"num_parameters": n_params, "base_parameters": n_base}
     rank, world = distributed.setup()
