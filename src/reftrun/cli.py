@@ -90,7 +90,7 @@ def _eval(cfg: DictConfig) -> None:
 
 def _table(cfg: DictConfig) -> None:
     from .table import build_table
-    print(build_table(str(cfg.runs), cfg.stage))
+    print(build_table(str(cfg.runs), cfg.stage, cfg.format, cfg.compare, cfg.figure))
 
 
 FAILURES: list[str] = []

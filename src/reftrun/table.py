@@ -51,33 +51,123 @@ def _identity(config: dict) -> tuple:
     return tuple(sorted(fields.items()))
 
 
-def build_table(pattern: str, stage: str = "after") -> str:
-    groups: dict[tuple, list[dict]] = {}
+PAPER = json.loads((Path(__file__).with_name("paper_results.json")).read_text())  # transcribed from the paper
+
+
+def paper_score(row: str | None, eval_set: str, config: dict) -> float | None:
+    """The paper's number for one of our cells; GLUE runs score one subtask on their held-out half."""
+    scores = PAPER.get(row or "", {}).get("scores", {})
+    if eval_set == "validation" and config["task"]["name"] == "glue":
+        eval_set = config["task"]["options"]["subtask"]
+    return scores.get(eval_set)
+
+
+def collect(pattern: str, stage: str = "after") -> tuple[list[dict], list[str]]:
+    """Group runs by everything but the seed: one dict per row with its name, config, per-set values and counts."""
+    groups: dict[tuple, dict] = {}
     sets: list[str] = []
     for run in find_runs(pattern):
         config = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
         metrics_path = run / "metrics.json"
         metrics = json.loads(metrics_path.read_text()).get(stage, {}) if metrics_path.exists() else {}
-        groups.setdefault(_identity(config), []).append(metrics)
+        group = groups.setdefault(_identity(config), {"config": config, "runs": []})
+        group["runs"].append(metrics)
         sets += [s for s in metrics if s != "average" and s not in sets]
-    varying = sorted({k for key in groups for k, v in key if k not in SHOWN and k != "model.name_or_path"
+    varying = sorted({k for key in groups for k, _ in key if k not in SHOWN and k != "model.name_or_path"
                       and len({dict(other).get(k) for other in groups}) > 1})
-    head = list(SHOWN.values()) + (["other"] if varying else []) + ["seeds"] + sets + ["average"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for key, runs in sorted(groups.items(), key=lambda kv: str(kv[0])):
-        fields = dict(key)
-        done = [m for m in runs if m]
-        cells = []
-        for s in sets + ["average"]:
-            vals = [100 * headline(m[s]) for m in done if headline(m.get(s, {})) is not None]
-            if not vals or len(vals) < len(runs):
-                cells.append(f"— ({len(vals)}/{len(runs)})")
-            else:
-                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-                cells.append(f"{statistics.mean(vals):.1f} ± {sd:.1f}")
-        name = [str(json.loads(fields.get(k, "null"))) for k in SHOWN]
-        name[-1] = "tied" if name[-1] == "True" else "untied"
+    rows = []
+    for key, group in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        fields, runs = dict(key), group["runs"]
+        name = {label: str(json.loads(fields.get(k, "null"))) for k, label in SHOWN.items()}
+        name["tied"] = "tied" if name["tied"] == "True" else "untied"
         if varying:
-            name.append(", ".join(f"{k}={json.loads(fields[k])}" for k in varying if k in fields))
-        lines.append("| " + " | ".join(name) + f" | {len(done)}/{len(runs)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            name["other"] = ", ".join(f"{k}={json.loads(fields[k])}" for k in varying if k in fields)
+        values = {s: [100 * headline(m[s]) for m in runs if headline(m.get(s, {})) is not None] for s in sets}
+        rows.append({"name": name, "config": group["config"], "n_runs": len(runs), "values": values,
+                     "done": sum(1 for m in runs if m)})
+    return rows, sets
+
+
+def _cell(values: list[float], n_runs: int) -> str:
+    """mean ± sd over seeds; "—" with the count found whenever any seed is missing (never a partial mean)."""
+    if not values or len(values) < n_runs:
+        return f"— ({len(values)}/{n_runs})"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.1f} ± {sd:.1f}"
+
+
+def _average(row: dict, sets: list[str]) -> list[float]:
+    """Per-seed averages over the row's sets, only where every set has every seed."""
+    per_set = [row["values"][s] for s in sets if row["values"][s]]
+    if not per_set or any(len(v) != row["n_runs"] for v in per_set):
+        return []
+    return [statistics.mean(seed) for seed in zip(*per_set)]
+
+
+def build_table(pattern: str, stage: str = "after", fmt: str = "markdown", compare: str | None = None,
+                figure: str | None = None) -> str:
+    rows, sets = collect(pattern, stage)
+    head = list(rows[0]["name"]) + ["seeds"] + sets + ["average"]
+    lines = []
+    for row in rows:
+        row_sets = [s for s in sets if row["values"][s] or row["n_runs"]]
+        cells = list(row["name"].values()) + [f"{row['done']}/{row['n_runs']}"]
+        cells += [_cell(row["values"][s], row["n_runs"]) for s in sets] + [_cell(_average(row, row_sets), row["n_runs"])]
+        lines.append(cells)
+        if compare == "paper":
+            paper_row = row["config"].get("paper_row")
+            paper = [paper_score(paper_row, s, row["config"]) for s in sets]
+            blank = [""] * (len(row["name"]) + 1)
+            known = [p for p in paper if p is not None]
+            avg = PAPER[paper_row]["average"] if paper_row in PAPER and len(known) == len(PAPER[paper_row]["scores"]) \
+                else (statistics.mean(known) if known and len(known) == len(paper) else None)
+            lines.append(["paper" + (f" ({paper_row})" if paper_row else ": no row"), *blank[1:]]
+                         + [f"{p:.1f}" if p is not None else "—" for p in paper] + [f"{avg:.1f}" if avg is not None else "—"])
+            ours = [statistics.mean(row["values"][s]) if row["values"][s] and len(row["values"][s]) == row["n_runs"] else None
+                    for s in sets] + [statistics.mean(_average(row, row_sets)) if _average(row, row_sets) else None]
+            lines.append(["Δ ours − paper", *blank[1:]] + [f"{o - p:+.1f}" if o is not None and p is not None else "—"
+                                                          for o, p in zip(ours, paper + [avg])])
+    if figure:
+        draw(rows, sets, figure)
+    return render(head, lines, fmt)
+
+
+def render(head: list[str], lines: list[list[str]], fmt: str) -> str:
+    if fmt == "csv":
+        import csv
+        import io
+        out = io.StringIO()
+        csv.writer(out).writerows([head, *lines])
+        return out.getvalue().rstrip("\n")
+    if fmt == "latex":
+        escape = lambda t: str(t).replace("_", "\\_").replace("%", "\\%").replace("±", "$\\pm$").replace("Δ", "$\\Delta$").replace("—", "--")
+        body = [" & ".join(escape(c) for c in line) + " \\\\" for line in lines]
+        return "\n".join(["\\begin{tabular}{" + "l" * len(head) + "}", "\\toprule",
+                          " & ".join(escape(h) for h in head) + " \\\\", "\\midrule", *body, "\\bottomrule", "\\end{tabular}"])
+    if fmt != "markdown":
+        raise ValueError(f"unknown table format {fmt!r}; valid: markdown, csv, latex")
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(l) + " |" for l in lines])
+
+
+def draw(rows: list[dict], sets: list[str], path: str) -> None:
+    """Bars per eval set: ours (mean, sd as error bar) beside the paper's number, one panel per row."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError("figure= needs matplotlib: pip install -e '.[plot]'")
+    fig, axes = plt.subplots(len(rows), 1, figsize=(max(6, 1.2 * len(sets)), 3 * len(rows)), squeeze=False)
+    for ax, row in zip(axes[:, 0], rows):
+        xs = range(len(sets))
+        ours = [statistics.mean(row["values"][s]) if row["values"][s] else 0 for s in sets]
+        sds = [statistics.stdev(row["values"][s]) if len(row["values"][s]) > 1 else 0 for s in sets]
+        paper = [paper_score(row["config"].get("paper_row"), s, row["config"]) for s in sets]
+        ax.bar([x - 0.2 for x in xs], ours, 0.4, yerr=sds, label="reftrun (mean ± sd over seeds)")
+        ax.bar([x + 0.2 for x in xs], [p or 0 for p in paper], 0.4, label="paper", alpha=0.7)
+        ax.set_xticks(list(xs), sets, rotation=30, ha="right")
+        ax.set_title(" · ".join(v for v in row["name"].values() if v), fontsize=8)
+        ax.set_ylabel("score (%)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

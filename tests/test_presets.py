@@ -1,0 +1,96 @@
+"""Paper reproduction: every preset composes and its trainable-parameter share equals the paper's (on the meta
+device, offline); the transcription of the paper's numbers is consistent; `reftrun table` puts them beside ours."""
+import json
+import statistics
+from functools import lru_cache
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from reftrun.cli import CONF
+from reftrun.config import validate
+from reftrun.models import base_parameters, model_shape
+from reftrun.reft import Reft
+from reftrun.table import PAPER, build_table
+from reftrun.train import build_spec, build_task
+from test_cli import reftrun
+
+PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@lru_cache(maxsize=None)
+def base_count(name: str, architecture: str, classify: bool) -> int:
+    return base_parameters(name, False, 2 if classify else None, json.loads(architecture))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_parameter_share_matches_the_paper(preset):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        run = validate(compose("train", overrides=[f"experiment={preset}"]))
+    assert run.paper_row in PAPER, run.paper_row
+    task, _ = build_task(run)
+    spec = build_spec(run, *model_shape(run.model.name_or_path, False, run.model.architecture))
+    share = 100 * Reft(spec).num_parameters() / base_count(run.model.name_or_path, json.dumps(run.model.architecture),
+                                                           getattr(task, "kind", "") == "classify")
+    expected = PAPER[run.paper_row]["params_pct"]  # paper_results.md §6.2 and the tables' Params % column
+    decimals = len(str(expected).split(".")[1])
+    assert round(share, decimals) == expected, (preset, share)
+
+
+def test_every_table_row_has_presets():
+    rows = set()
+    for preset in PRESETS:
+        text = (CONF / "experiment" / f"{preset}.yaml").read_text()
+        assert text.splitlines()[2].startswith("#   reftrun train -m experiment=" + preset)  # the command comes first
+        rows.add(next(l.split(": ")[1] for l in text.splitlines() if l.startswith("paper_row:")))
+    assert rows == set(PAPER)
+
+
+def test_transcribed_averages_equal_the_means_of_their_rows():
+    for key, row in PAPER.items():
+        if len(row["scores"]) > 1:  # paper_results.md checked every Avg against its row to within ±0.05
+            assert statistics.mean(row["scores"].values()) == pytest.approx(row["average"], abs=0.051), key
+
+
+def fake_run(root, name, paper_row, seed, scores):
+    run = root / name
+    run.mkdir(parents=True)
+    config = {"task": {"name": "arithmetic", "options": {}}, "model": {"name_or_path": "yahma/llama-7b-hf",
+              "short_name": "llama-7b"}, "intervention": {"type": "loreft"}, "rank": 8, "layers": "all",
+              "positions": "f7+l7", "share_weights": True, "seed": seed, "paper_row": paper_row}
+    (run / "config.yaml").write_text(json.dumps(config))
+    (run / "metrics.json").write_text(json.dumps({"after": {s: {"accuracy": v / 100, "n": 10} for s, v in scores.items()}}))
+
+
+def test_table_beside_the_paper_in_three_formats_and_a_figure(tmp_path):
+    fake_run(tmp_path, "s42", "table2/llama-7b/loreft", 42, {"AQuA": 20.0, "gsm8k": 25.0, "mawps": 75.0, "SVAMP": 45.0})
+    fake_run(tmp_path, "s43", "table2/llama-7b/loreft", 43, {"AQuA": 22.0, "gsm8k": 27.0, "mawps": 77.0, "SVAMP": 47.0})
+    table = build_table(str(tmp_path), compare="paper", figure=str(tmp_path / "fig.png"))
+    lines = table.splitlines()
+    assert "| 2/2 | 21.0 ± 1.4 | 26.0 ± 1.4 | 76.0 ± 1.4 | 46.0 ± 1.4 | 42.2 ± 1.4 |" in lines[2]
+    assert lines[3].startswith("| paper (table2/llama-7b/loreft) |") and "| 21.4 | 26.0 | 76.2 | 46.8 | 42.6 |" in lines[3]
+    assert lines[4].startswith("| Δ ours − paper |") and "| -0.4 | +0.0 | -0.2 | -0.8 | -0.4 |" in lines[4]
+    assert (tmp_path / "fig.png").stat().st_size > 1000
+    assert build_table(str(tmp_path), fmt="csv").splitlines()[1].endswith(",2/2,21.0 ± 1.4,26.0 ± 1.4,76.0 ± 1.4,46.0 ± 1.4,42.2 ± 1.4")
+    latex = build_table(str(tmp_path), fmt="latex")
+    assert latex.startswith("\\begin{tabular}") and "21.0 $\\pm$ 1.4" in latex
+    fake_run(tmp_path, "s44", "table2/llama-7b/loreft", 44, {})  # a failed seed: no silent mean over fewer seeds
+    assert "— (2/3)" in build_table(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_small_multirun_on_the_embedded_default_and_its_table(tmp_path):
+    sweep = tmp_path / "sweep"
+    reftrun("train", "-m", "rank=2,4", "seed=1,2", "optim.max_steps=3", "eval.before=false", "eval.max_examples=4",
+            "task.options.train_per_set=6", "eval.batch_size=16", f"hydra.sweep.dir={sweep}")
+    runs = sorted(p.parent for p in sweep.rglob("metrics.json"))
+    assert len(runs) == 4
+    table = reftrun("table", f"runs={sweep}").stdout.splitlines()
+    head = [h.strip() for h in table[0].strip("|").split("|")]
+    for rank in (2, 4):
+        row = [c.strip() for c in next(l for l in table if f"| loreft | {rank} |" in l).strip("|").split("|")]
+        mine = [json.loads((r / "metrics.json").read_text())["after"] for r in runs if f"_r{rank}_" in r.name]
+        for eval_set in ("boolq", "piqa", "social_i_qa", "openbookqa"):
+            values = [100 * m[eval_set]["accuracy"] for m in mine]
+            expected = f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+            assert row[head.index(eval_set)] == expected
