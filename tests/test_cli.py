@@ -102,7 +102,7 @@ def test_pinned_loss_trajectory(tmp_path, tiny_model_dir, commonsense_dir):
 
 BAD_INPUTS = [  # (overrides, the one line's expected content)
     (["task=nope"], "unknown task 'nope'; valid: alpaca, arithmetic, boolq_offline, commonsense"),
-    (["model=nope"], "unknown model 'nope'; valid: hub, smollm2"),
+    (["model=nope"], "unknown model 'nope'; valid: hub, llama-13b, llama-7b"),
     (["intervention=nope"], "unknown intervention 'nope'; valid: consreft, direft"),
     (["intervention.type=nope"], "unknown intervention 'nope'; valid: consreft, direft"),
     (["rank=0"], "rank 0 must be a positive integer"),

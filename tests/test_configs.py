@@ -19,7 +19,8 @@ def test_every_group_option_composes_and_validates(group, option):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=[f"{group}={option}", *REQUIRED.get((group, option), [])])
     run = validate(cfg)
-    assert getattr(run, group) is not None
+    if group not in ("experiment", "hparams_search"):  # those two set keys across the config
+        assert getattr(run, group) is not None
 
 
 def test_shortcuts_reach_the_run_config():

@@ -37,12 +37,15 @@ def check_group_choices(args: list[str]) -> None:
         if not sep or key not in GROUPS:
             continue
         valid = sorted(p.stem for p in (CONF / key).glob("*.yaml"))
+        if "(" in values:  # a sweep function such as glob(t1_*) or choice(a,b): Hydra expands it
+            continue
         for value in values.split(","):
             if value and value not in valid:
                 raise ConfigError(f"unknown {key} {value!r}; valid: {', '.join(valid)}")
 
 
-def _train(cfg: DictConfig) -> None:
+def _train(cfg: DictConfig) -> float | None:
+    """Returns the trained model's average score (what Hydra's Optuna sweeper maximises)."""
     from .table import run_summary
     from .train import train
     run = validate(cfg)
@@ -63,12 +66,14 @@ def _train(cfg: DictConfig) -> None:
         status = run_dir / "run.json"
         if status.exists() and json.loads(status.read_text()).get("status") == "done":
             print(f"[reftrun] {run_dir} already holds this finished run; skipping (overwrite=true redoes it)")
-            return
+            return json.loads((run_dir / "metrics.json").read_text())["after"].get("average", {}).get("accuracy")
     metrics = train(run, run_dir, resolved)
     if run.dry_run:
         remove_if_empty(run_dir)  # a dry run leaves nothing behind
     if metrics and not run.dry_run:
         print(f"\nrun folder: {run_dir}\n\n{run_summary(metrics)}")
+        return metrics["after"].get("average", {}).get("accuracy")
+    return None
 
 
 SECRET = re.compile(r"(.*_)?(token|secret|password|api_?key|access_key)", re.IGNORECASE)
@@ -99,10 +104,10 @@ FAILURES: list[str] = []
 def guarded(fn):
     """Bad input → one line on stderr, exit 2, no traceback. In a multirun the failure is recorded in the
     job's folder (run.json) and the sweep goes on; the command exits 1 at the end."""
-    def run(cfg: DictConfig) -> None:
+    def run(cfg: DictConfig):
         from .train import Preempted
         try:
-            fn(cfg)
+            return fn(cfg)
         except Preempted as e:
             print(f"reftrun: {e}", file=sys.stderr)
             sys.exit(143)

@@ -132,8 +132,8 @@ def enable_gradient_checkpointing(model, layers) -> None:
     """Recompute each block in backward instead of keeping its activations. The intervention hooks stay
     registered through backward (pyreft removes its own first), so they stay in effect whether the library
     checkpoints a block's __call__ (hooks recomputed) or only its forward (hooks outside the checkpoint).
-    HF checkpoints only modules in training mode; only the blocks themselves are flagged, so dropout
-    inside them stays off, as in the rest of the frozen model."""
+    HF checkpoints only modules in training mode: the blocks are flagged so that this also holds for a model
+    kept in eval mode (as scripts/bench_gpu.py does)."""
     if hasattr(model, "activation_checkpointing_enable"):  # transformers ≥ 5.2x renamed it
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:

@@ -77,10 +77,12 @@ def build_spec(run: RunConfig, hidden_size: int, num_layers: int) -> ReftSpec:
 
 def choose_epoch(model, tok, reft, head, task, collator, device, run: RunConfig, epoch: int, best: dict | None):
     """Score an epoch on validation_tune; return the best so far (with copies of its weights)."""
+    model.eval()
     with preserved_rng():
         metrics, _, _ = classify_set(model, tok, reft, task, "validation_tune", collator, device, run.eval.batch_size,
                                      run.model.max_length)
     reft.train()
+    model.train()
     print(f"[reftrun] epoch {epoch}: {task.metric} {metrics['score']:.4f} on validation_tune")
     if best is not None and not metrics["score"] > best["score"]:
         return best
@@ -195,6 +197,7 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     collate = (lambda micro: collator.classify(micro, regression)) if classify else collator.train
     trainable = list(reft.parameters()) + list(head.values())
     reft.train()
+    model.train()  # the frozen model's own dropout is on while training, as in the paper's runs (RoBERTa: 0.1)
     bar = tqdm(range(start, total_steps), desc="train", initial=start, total=total_steps, disable=not main)
     started, tokens_seen = time.perf_counter(), 0
     loss_value, last_saved = float("nan"), start
@@ -245,6 +248,7 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
         bar.close()
         signal.signal(signal.SIGTERM, previous)
     reft.eval()
+    model.eval()
     if not main:
         distributed.teardown()
         return {}
