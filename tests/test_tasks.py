@@ -1,6 +1,7 @@
 """Every task: loading its fixture files, formatting byte-identical to the reference, extraction and scoring
 on realistic generations, and one tiny end-to-end run per family."""
 import json
+import os
 
 import pytest
 
@@ -130,3 +131,26 @@ def test_tiny_end_to_end_per_family(tmp_path, tiny_model_dir, task, data, extra)
         assert "| — (0/1) |" in table and " 0.0 " not in table  # never a 0 for an unjudged run
     else:
         assert all(m["n"] == 2 and 0 <= m["accuracy"] <= 1 for s, m in metrics.items() if s != "average")
+
+
+def test_alpaca_eval_judge_is_run_when_configured(tmp_path, tiny_model_dir, monkeypatch):
+    """A stand-in `alpaca_eval` on PATH checks the command line and writes a leaderboard, as the real CLI does."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "alpaca_eval").write_text(
+        "#!/usr/bin/env python3\nimport json, os, sys\nargs = dict(zip(sys.argv[1::2], sys.argv[2::2]))\n"
+        "assert args['--annotators_config'] == 'alpaca_eval_gpt4' and os.environ['IS_ALPACA_EVAL_2'] == 'False'\n"
+        "outputs = json.load(open(args['--model_outputs']))\nout = os.path.join(args['--output_path'], 'alpaca_eval_gpt4')\n"
+        "os.makedirs(out, exist_ok=True)\nopen(os.path.join(out, 'leaderboard.csv'), 'w').write("
+        "',win_rate,standard_error\\n' + outputs[0]['generator'] + ',85.6,1.2\\n')\n")
+    (bin_dir / "alpaca_eval").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    reference = tmp_path / "reference.json"
+    reference.write_text("[]")
+    run = tmp_path / "judged"
+    reftrun("train", "model=hub", f"model.name_or_path={tiny_model_dir}", "task=alpaca", f"task.data_dir={FIXTURES / 'instruct'}",
+            "+task.options.judge=alpaca_eval_gpt4", f"+task.options.reference_outputs={reference}", "task.max_new_tokens=2",
+            "optim.max_steps=1", "eval.before=false", "eval.max_examples=2", "optim.batch_size=4", f"hydra.run.dir={run}")
+    result = json.loads((run / "metrics.json").read_text())["after"]["alpaca_eval"]
+    assert result["score"] == pytest.approx(0.856) and result["metric"] == "win_rate"
+    assert "| 85.6 ± 0.0 |" in reftrun("table", f"runs={run}").stdout

@@ -113,7 +113,7 @@ def evaluate(model, tok, reft: Reft | None, task: Task, sets: list[str], collato
                                                    desc=f"eval {stage} {eval_set}")
         write_jsonl(Path(run_dir) / "predictions" / stage / f"{eval_set}.jsonl", rows)
         if stage != "before":
-            task.finish(Path(run_dir), eval_set, rows, examples, generator=Path(run_dir).name)
+            metrics.update(task.finish(Path(run_dir), eval_set, rows, examples, generator=Path(run_dir).name))
         results[eval_set] = metrics
     return with_average(results)
 

@@ -40,8 +40,9 @@ class Task:
         """True/False, or None for tasks scored elsewhere (instruction following: an external judge)."""
         raise NotImplementedError
 
-    def finish(self, run_dir: Path, eval_set: str, rows: list[dict], examples: list[Example], generator: str) -> None:
-        """Hook after a set is evaluated, e.g. to write a judge's input file."""
+    def finish(self, run_dir: Path, eval_set: str, rows: list[dict], examples: list[Example], generator: str) -> dict:
+        """Hook after a set is evaluated (e.g. write a judge's input, run the judge); returns metrics to add."""
+        return {}
 
 
 TASKS = {  # name → "module:Class"; adding a task is one module and one line here

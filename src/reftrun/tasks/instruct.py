@@ -41,10 +41,40 @@ class Instruct(Task):
     def score(self, extracted: str, gold: str) -> None:
         return None
 
-    def finish(self, run_dir: Path, eval_set: str, rows: list[dict], examples: list[Example], generator: str) -> None:
+    def finish(self, run_dir: Path, eval_set: str, rows: list[dict], examples: list[Example], generator: str) -> dict:
+        """Write the judge's input; when `task.options.judge` (an alpaca_eval annotators config, the paper's is
+        alpaca_eval_gpt4) and `reference_outputs` (text-davinci-003's outputs for v1.0) are set, run the judge
+        and return its win rate as the set's score."""
         outputs = [{"instruction": ex.meta["instruction"], "output": row["extracted"], "generator": generator,
                     "dataset": "alpaca_eval"} for ex, row in zip(examples, rows)]
-        write_json(Path(run_dir) / f"{eval_set}_outputs.json", outputs)
+        path = Path(run_dir) / f"{eval_set}_outputs.json"
+        write_json(path, outputs)
+        judge, reference = self.options.get("judge"), self.options.get("reference_outputs")
+        if not judge or not reference:
+            return {}
+        return {"score": win_rate(path, judge, reference, Path(run_dir) / "alpaca_eval", generator), "metric": "win_rate"}
+
+
+def win_rate(outputs: Path, judge: str, reference: str, out_dir: Path, generator: str) -> float | None:
+    """Run the alpaca_eval CLI (AlpacaEval 1.0 settings) and read the win rate (0-1) from its leaderboard."""
+    import csv
+    import os
+    import shutil
+    import subprocess
+    if shutil.which("alpaca_eval") is None:
+        print("[reftrun] alpaca_eval is not installed (pip install alpaca-eval): win rate not computed")
+        return None
+    command = ["alpaca_eval", "--model_outputs", str(outputs), "--reference_outputs", str(reference),
+               "--annotators_config", judge, "--output_path", str(out_dir)]
+    proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "IS_ALPACA_EVAL_2": "False"})
+    boards = sorted(out_dir.rglob("leaderboard.csv"))
+    if proc.returncode != 0 or not boards:
+        print(f"[reftrun] alpaca_eval failed (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
+        return None
+    for row in csv.DictReader(boards[-1].open()):
+        if generator in row.values() or len(row) and next(iter(row.values())) == generator:
+            return float(row["win_rate"]) / 100
+    return None
 
 
 class UltraFeedback(Instruct):
