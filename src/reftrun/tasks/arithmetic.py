@@ -8,7 +8,7 @@ number of the generation within 0.001 of the gold number; AQuA: the first capita
 import re
 
 from . import Example, Task
-from .commonsense import read_json_records
+from .files import read_json_records
 from .templates import alpaca_prompt
 
 REPORTED = ("AQuA", "gsm8k", "mawps", "SVAMP")          # the four sets in the paper's Table 2

@@ -4,9 +4,8 @@ Prompt: the record's instruction plus one newline, no template (pyreft_behaviour
 Target: "the correct answer is <label>". Score: exact match of the whole text after the first
 "the correct answer is " against the gold label, both stripped (§3.6, stricter than LLM-Adapters).
 """
-import json
-
 from . import Example, Task
+from .files import read_json_records
 
 TRIGGER = "the correct answer is "
 EVAL_SETS = ("boolq", "piqa", "social_i_qa", "hellaswag", "winogrande", "ARC-Easy", "ARC-Challenge", "openbookqa")
@@ -20,23 +19,6 @@ def extract_answer(generation: str) -> str:
     """Everything after the first trigger, stripped; "" when the trigger is absent."""
     at = generation.find(TRIGGER)
     return generation[at + len(TRIGGER):].strip() if at >= 0 else ""
-
-
-def read_json_records(path, required=("instruction", "answer")) -> list[dict]:
-    if not path.exists():
-        raise FileNotFoundError(f"data file {path} not found; fetch it with: python scripts/prepare_data.py "
-                                f"--data-dir {path.parents[1]}")
-    try:
-        records = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"data file {path} is not valid JSON ({e.msg} at line {e.lineno})")
-    if not isinstance(records, list) or not records:
-        raise ValueError(f"data file {path} holds no records; expected a non-empty JSON list")
-    for i, rec in enumerate(records):
-        missing = [k for k in required if k not in rec]
-        if missing:
-            raise ValueError(f"data file {path}: record {i} lacks field(s) {', '.join(missing)}; required: {', '.join(required)}")
-    return records
 
 
 class Commonsense(Task):

@@ -11,6 +11,7 @@ import json
 import torch
 
 from . import Example, Task
+from .files import read_jsonl
 
 FIELDS = {"cola": ("sentence", None), "sst2": ("sentence", None), "mnli": ("premise", "hypothesis"),
           "mrpc": ("sentence1", "sentence2"), "qnli": ("question", "sentence"), "qqp": ("question1", "question2"),
@@ -29,20 +30,6 @@ def glue_metric(name: str, predictions: list[float], labels: list[float]) -> flo
     return sum(p == l for p, l in zip(predictions, labels)) / len(labels)
 
 
-def read_jsonl(path, fields) -> list[dict]:
-    if not path.exists():
-        raise FileNotFoundError(f"data file {path} not found; fetch it with: python scripts/prepare_data.py glue")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    need = [f for f in fields if f] + ["label"]
-    for i, row in enumerate(rows):
-        missing = [k for k in need if k not in row]
-        if missing:
-            raise ValueError(f"data file {path}: record {i} lacks field(s) {', '.join(missing)}; required: {', '.join(need)}")
-    if not rows:
-        raise ValueError(f"data file {path} holds no records")
-    return rows
-
-
 class Glue(Task):
     name = "glue"
     kind = "classify"
@@ -58,7 +45,9 @@ class Glue(Task):
         self.metric = METRIC.get(subtask, "accuracy")
 
     def _rows(self, split: str) -> list[dict]:
-        return read_jsonl(self.data_dir / "glue" / self.subtask / f"{split}.jsonl", FIELDS[self.subtask])
+        first, second = FIELDS[self.subtask]
+        return read_jsonl(self.data_dir / "glue" / self.subtask / f"{split}.jsonl",
+                          tuple(f for f in (first, second, "label") if f), "glue")
 
     def format(self, row: dict, source: str, index: int) -> Example:
         first, second = FIELDS[self.subtask]

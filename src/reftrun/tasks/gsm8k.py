@@ -6,10 +6,9 @@ Data: `<data_dir>/gsm8k_main/{train,test}.jsonl` (rows {"question", "answer"}, a
 step by step and then answer the final number."; target: the answer with "####" replaced by "The final answer
 is: " (the double space is the reference's). Score: the last number of the generation within 0.001 of the gold.
 """
-import json
-
 from . import Example, Task
 from .arithmetic import last_number
+from .files import read_jsonl
 
 INSTRUCTION = "Answer the above question. First think step by step and then answer the final number."
 DEV_SIZE = 300
@@ -19,19 +18,6 @@ def gold_answer(answer: str) -> str:
     """The number after the last '####' of a GSM8K answer."""
     value = last_number(answer.split("####")[-1])
     return str(int(value)) if value == int(value) else str(value)
-
-
-def read_jsonl(path) -> list[dict]:
-    if not path.exists():
-        raise FileNotFoundError(f"data file {path} not found; fetch it with: python scripts/prepare_data.py gsm8k")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    for i, row in enumerate(rows):
-        missing = [k for k in ("question", "answer") if k not in row]
-        if missing:
-            raise ValueError(f"data file {path}: record {i} lacks field(s) {', '.join(missing)}; required: question, answer")
-    if not rows:
-        raise ValueError(f"data file {path} holds no records")
-    return rows
 
 
 class GSM8K(Task):
@@ -45,7 +31,7 @@ class GSM8K(Task):
                        target=row["answer"].replace("####", "The final answer is: "), gold=gold_answer(row["answer"]))
 
     def _train_rows(self) -> list[dict]:
-        return read_jsonl(self.data_dir / "gsm8k_main" / "train.jsonl")
+        return read_jsonl(self.data_dir / "gsm8k_main" / "train.jsonl", ("question", "answer"), "gsm8k")
 
     def train_examples(self) -> list[Example]:
         rows = self._train_rows()
@@ -57,7 +43,7 @@ class GSM8K(Task):
         if eval_set == "dev":
             rows = self._train_rows()
             return [self.format(r, "dev", len(rows) - DEV_SIZE + i) for i, r in enumerate(rows[-DEV_SIZE:])]
-        rows = read_jsonl(self.data_dir / "gsm8k_main" / "test.jsonl")
+        rows = read_jsonl(self.data_dir / "gsm8k_main" / "test.jsonl", ("question", "answer"), "gsm8k")
         return [self.format(r, "test", i) for i, r in enumerate(rows)]
 
     def extract(self, generation: str) -> str:

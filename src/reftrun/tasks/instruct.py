@@ -11,7 +11,7 @@ up to 2048 tokens in all.
 from pathlib import Path
 
 from . import Example, Task
-from .commonsense import read_json_records
+from .files import read_json_records
 from .templates import alpaca_prompt
 from ..runio import write_json
 
