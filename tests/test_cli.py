@@ -126,7 +126,9 @@ BAD_INPUTS = [  # (overrides, the one line's expected content)
     (["optim.lr=0"], "optim.lr 0 must be positive"),
     (["optim.batch_size=0"], "optim.batch_size 0 must be a positive integer"),
     (["+optim.lr_typo=1"], "unknown key optim.lr_typo; valid: batch_size"),
-    (["model.max_length=5"], "max_length 5 is shorter than every training prompt; raise max_length"),
+    (["model.max_length=5"], "more than max_length=5; raise max_length"),
+    (["log_every=0"], "log_every 0 must be a positive integer"),
+    (["task.max_train_examples=0"], "task.max_train_examples 0 must be a positive integer or null"),
     (["imports=[no_such_module]"], "imports: cannot import 'no_such_module'"),
 ]
 

@@ -45,3 +45,10 @@ def test_device_map_auto_trains(tmp_path, tiny_model_dir, commonsense_dir):
     weights = run_train(tmp_path, "mapped", tiny_model_dir, commonsense_dir, "model.device_map=auto", "optim.max_steps=1")
     plain = run_train(tmp_path, "plain", tiny_model_dir, commonsense_dir, "optim.max_steps=1")
     assert all(torch.equal(weights[k], plain[k]) for k in plain)
+
+
+def test_bf16_interventions_keep_a_float32_rotation(tmp_path, tiny_model_dir, commonsense_dir):
+    """intervention.dtype=bfloat16: W and b in bf16, R factored in float32 (as pyreft keeps it)."""
+    weights = run_train(tmp_path, "bf16", tiny_model_dir, commonsense_dir, "intervention.dtype=bfloat16", "optim.max_steps=2")
+    assert weights["interventions.layer0.proj.weight"].dtype == torch.bfloat16
+    assert weights["interventions.layer0.rotation.original"].dtype == torch.float32

@@ -111,7 +111,7 @@ def guarded(fn):
         except Preempted as e:
             print(f"reftrun: {e}", file=sys.stderr)
             sys.exit(143)
-        except (ConfigError, OSError, ValueError, FloatingPointError, RuntimeError) as e:
+        except (ConfigError, OSError, ValueError, FloatingPointError, RuntimeError, ImportError) as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             message = str(e).splitlines()[0] if str(e) else type(e).__name__

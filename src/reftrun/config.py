@@ -4,6 +4,7 @@
 bad value and the valid choices. Defaults live in conf/*.yaml; each field is documented here.
 """
 import importlib
+import importlib.util
 import json
 import re
 from dataclasses import dataclass, field, fields
@@ -179,6 +180,13 @@ def check_run(run: RunConfig) -> RunConfig:
     _check(_is_int(o.grad_accum) and o.grad_accum > 0, f"optim.grad_accum {o.grad_accum!r} must be a positive integer")
     _check(0 <= o.warmup_ratio < 1, f"optim.warmup_ratio {o.warmup_ratio} must be in [0, 1)")
     _check(o.epochs > 0 or o.max_steps > 0, "optim.epochs or optim.max_steps must be positive")
+    _check(_is_int(run.log_every) and run.log_every > 0, f"log_every {run.log_every!r} must be a positive integer")
+    _check(run.task.max_train_examples is None or (_is_int(run.task.max_train_examples) and run.task.max_train_examples > 0),
+           f"task.max_train_examples {run.task.max_train_examples!r} must be a positive integer or null")
+    needs = {"wandb": run.logger == "wandb", "sklearn": run.task.name in ("glue", "boolq_offline"),
+             "scipy": run.task.name in ("glue", "boolq_offline")}
+    missing = [m for m, needed in needs.items() if needed and importlib.util.find_spec(m) is None]
+    _check(not missing, f"{', '.join(missing)} is not installed; pip install -e '.[{'wandb' if 'wandb' in missing else 'glue'}]'")
     _check(_is_int(run.checkpoint_every) and run.checkpoint_every >= 0, f"checkpoint_every {run.checkpoint_every!r} must be an integer ≥ 0")
     _check(_is_int(run.eval.batch_size) and run.eval.batch_size > 0, f"eval.batch_size {run.eval.batch_size!r} must be a positive integer")
     return run

@@ -2,6 +2,7 @@
 micro-batches. Interventions are tiny, so their gradients (and the loss) are summed in one all-reduce;
 the frozen base model is never wrapped. Only rank 0 evaluates and writes files."""
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -14,7 +15,8 @@ def setup() -> tuple[int, int]:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
+        # rank 0 evaluates alone while the others wait: a long generation must not hit the default timeout
+        dist.init_process_group(backend, timeout=timedelta(hours=6))
     return (dist.get_rank() if world > 1 else 0), world
 
 
@@ -36,6 +38,13 @@ def sum_gradients(params: list[torch.Tensor], loss: torch.Tensor) -> torch.Tenso
         p.grad = flat[offset:offset + g.numel()].view_as(g).to(g.dtype)
         offset += g.numel()
     return flat[-1]
+
+
+def any_rank(flag: bool, device: str) -> bool:
+    """True on every rank when `flag` is true on any (e.g. one of them received SIGTERM)."""
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def barrier() -> None:

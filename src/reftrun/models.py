@@ -50,7 +50,7 @@ def smollm2_dir() -> Path:
 
 def resolve_dtype(name: str, device: str) -> torch.dtype:
     if name == "auto":
-        return torch.bfloat16 if device == "cuda" else torch.float32
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
     return getattr(torch, name)
 
 

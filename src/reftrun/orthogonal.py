@@ -21,7 +21,11 @@ class OrthonormalRows(nn.Module):
     """Holds R ∈ ℝ^{r×d}; `forward()` returns Rᵀ (d×r, orthonormal columns)."""
 
     def __init__(self, hidden_size: int, rank: int, dtype: torch.dtype = torch.float32):
+        """`dtype` is the output's; the factorisation runs in float32 at least (geqrf/ormqr need it), as pyreft
+        keeps its R in float32 beside bfloat16 W."""
         super().__init__()
+        self.out_dtype = dtype
+        dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
         if not 0 < rank <= hidden_size:
             raise ValueError(f"rank {rank} must be in 1..hidden_size={hidden_size}")
         initial = torch.empty(hidden_size, rank, dtype=dtype)
@@ -46,4 +50,4 @@ class OrthonormalRows(nn.Module):
         chart = _householder_chart(self.original)
         rank = chart.shape[1]
         chart = torch.cat([chart[:rank] * self.base_signs[:, None], chart[rank:]])
-        return torch.ormqr(self.base_reflectors, self.base_tau, chart)
+        return torch.ormqr(self.base_reflectors, self.base_tau, chart).to(self.out_dtype)

@@ -101,4 +101,4 @@ def load_reft(run_dir: Path, hidden_size: int | None = None) -> Reft:
     if missing:
         raise ValueError(f"{weights_path} does not match {SPEC}: mismatched tensors {sorted(missing)[:3]}")
     reft.load_state_dict(state)
-    return reft.to(getattr(torch, spec.dtype))
+    return reft

@@ -46,7 +46,7 @@ SHOWN = {"task.name": "task", "model.short_name": "model", "intervention.type": 
 
 def _identity(config: dict) -> tuple:
     """Runs that differ only in their seed (and runtime settings) share a row."""
-    fields = {k: v for k, v in identity(config).items() if k != "seed"}
+    fields = {k: v for k, v in identity(config).items() if k not in ("seed", "task.split_seed")}
     fields["model.short_name"] = json.dumps(config["model"].get("short_name") or config["model"]["name_or_path"])
     return tuple(sorted(fields.items()))
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig
-from .data import Collator, encode_classify, encode_train, train_batches
+from .data import Collator, encode_classify, encode_prompts, encode_train, train_batches
 from .evaluate import classify_set, evaluate
 from .loss import classification_loss, target_loss
 from .models import base_parameters, classifier_head, enable_gradient_checkpointing, load_model, load_tokenizer, model_shape, pick_device
@@ -32,10 +32,13 @@ from .tasks import Task, get_task
 def preserved_rng():
     """Evaluation inside training must not shift the RNG stream (resumed runs skip it)."""
     state = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
     try:
         yield
     finally:
         torch.set_rng_state(state)
+        if cuda:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def logged_step(line: str) -> float:
@@ -60,7 +63,7 @@ def build_task(run: RunConfig) -> tuple[Task, list[str]]:
     return task, sets
 
 
-def build_spec(run: RunConfig, hidden_size: int, num_layers: int) -> ReftSpec:
+def build_spec(run: RunConfig, hidden_size: int, num_layers: int, classify: bool = False) -> ReftSpec:
     try:
         layers = parse_layers(run.layers, num_layers)
     except ValueError as e:
@@ -72,7 +75,7 @@ def build_spec(run: RunConfig, hidden_size: int, num_layers: int) -> ReftSpec:
                     share_weights=run.share_weights, hidden_size=hidden_size, dtype=run.intervention.dtype,
                     dropout=run.intervention.dropout, act_fn=run.intervention.act_fn,
                     base_model=run.model.name_or_path, dropout_whole_output=pyreft, pyreft_clipping=pyreft,
-                    sink_token=pyreft)
+                    sink_token=pyreft and not classify)  # pyreft's GLUE data has no leading sink: the head reads token 0
 
 
 def choose_epoch(model, tok, reft, head, task, collator, device, run: RunConfig, epoch: int, best: dict | None):
@@ -92,12 +95,13 @@ def choose_epoch(model, tok, reft, head, task, collator, device, run: RunConfig,
 
 
 def make_optimizer(reft: Reft, run: RunConfig, total_steps: int, head: list | None = None):
-    decay, no_decay = list(head or []), []
+    decay, no_decay = [], []
     for name, p in reft.named_parameters():
         (no_decay if "rotation" in name else decay).append(p)  # R's chart coordinates are never decayed
     wd = 0.0 if run.compat == "pyreft" else run.optim.weight_decay  # pyreft never decays intervention params
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=run.optim.lr, betas=(0.9, 0.999), eps=1e-8)
+    groups = [{"params": decay, "weight_decay": wd}, {"params": no_decay, "weight_decay": 0.0},
+              {"params": list(head or []), "weight_decay": run.optim.weight_decay}]  # a classifier head: always
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=run.optim.lr, betas=(0.9, 0.999), eps=1e-8)
     warmup = int(math.ceil(run.optim.warmup_ratio * total_steps))
     def linear(step: int) -> float:  # HF's linear schedule with warmup
         if step < warmup:
@@ -113,8 +117,9 @@ class Preempted(Exception):
 def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     run_dir = Path(run_dir)
     task, sets = build_task(run)
-    spec = build_spec(run, *model_shape(run.model.name_or_path, run.model.trust_remote_code, run.model.architecture))
     classify = getattr(task, "kind", "generate") == "classify"
+    spec = build_spec(run, *model_shape(run.model.name_or_path, run.model.trust_remote_code, run.model.architecture),
+                      classify)
     num_labels = task.num_labels if classify else None
     if run.dry_run:
         n_params = Reft(spec).num_parameters()
@@ -125,9 +130,13 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     main = rank == 0
     # Everything that can fail on bad input happens before the weights load and before any file is written.
     examples = task.train_examples()[:run.task.max_train_examples]
-    for eval_set in sets:
-        task.eval_examples(eval_set)
+    if not examples:
+        raise ValueError(f"task {task.name} has no training examples (task.max_train_examples={run.task.max_train_examples})")
     tok = load_tokenizer(run.model.name_or_path, run.model.max_length, run.model.trust_remote_code)
+    for eval_set in sets:  # an eval prompt too long for max_length fails now, not after training
+        eval_examples = task.eval_examples(eval_set)[:run.eval.max_examples]
+        if not classify:
+            encode_prompts(tok, eval_examples, run.model.max_length)
     rows = (encode_classify if classify else encode_train)(tok, examples, run.model.max_length)
     if main:
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved_config)))
@@ -208,9 +217,11 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
             local_loss = torch.zeros((), device=device)
             for micro in group[rank::world]:  # rank r takes micro-batches r, r + world, ...
                 batch = {k: v.to(device) for k, v in collate(micro).items()}
-                with amp(), reft.attached(model, batch["positions"], batch["position_mask"]):
-                    loss_sum = classification_loss(model, batch, regression) if classify else target_loss(model, batch)
-                scaler.scale(loss_sum / n_targets).backward()
+                # backward inside the context: libraries that checkpoint a block's __call__ replay its hooks
+                with reft.attached(model, batch["positions"], batch["position_mask"]):
+                    with amp():
+                        loss_sum = classification_loss(model, batch, regression) if classify else target_loss(model, batch)
+                    scaler.scale(loss_sum / n_targets).backward()
                 local_loss += loss_sum.detach()
                 tokens_seen += int(batch["attention_mask"].sum()) * world
             loss_value = float(distributed.sum_gradients(trainable, local_loss)) / n_targets
@@ -236,6 +247,8 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
             if classify and main and (done % steps_per_epoch == 0 or done == total_steps):
                 best = choose_epoch(model, tok, reft, head, task, collator, device, run, done // steps_per_epoch, best)
             due = run.checkpoint_every > 0 and done % run.checkpoint_every == 0 and done < total_steps
+            if world > 1:
+                stop["signal"] = distributed.any_rank(bool(stop["signal"]), device) or None
             if due or stop["signal"]:
                 if main:
                     save_checkpoint(run_dir, done, reft, head, opt, sched, scaler, {"loss": loss_value, "best": best})
