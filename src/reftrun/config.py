@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import json
 import re
+import sys
 from dataclasses import dataclass, field, fields
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -142,6 +143,10 @@ def validate(cfg: DictConfig) -> RunConfig:
     return check_run(run)
 
 
+def installed(module: str) -> bool:
+    return module in sys.modules or importlib.util.find_spec(module) is not None
+
+
 def check_run(run: RunConfig) -> RunConfig:
     for module in run.imports:
         try:
@@ -185,7 +190,7 @@ def check_run(run: RunConfig) -> RunConfig:
            f"task.max_train_examples {run.task.max_train_examples!r} must be a positive integer or null")
     needs = {"wandb": run.logger == "wandb", "sklearn": run.task.name in ("glue", "boolq_offline"),
              "scipy": run.task.name in ("glue", "boolq_offline")}
-    missing = [m for m, needed in needs.items() if needed and importlib.util.find_spec(m) is None]
+    missing = [m for m, needed in needs.items() if needed and not installed(m)]
     _check(not missing, f"{', '.join(missing)} is not installed; pip install -e '.[{'wandb' if 'wandb' in missing else 'glue'}]'")
     _check(_is_int(run.checkpoint_every) and run.checkpoint_every >= 0, f"checkpoint_every {run.checkpoint_every!r} must be an integer ≥ 0")
     _check(_is_int(run.eval.batch_size) and run.eval.batch_size > 0, f"eval.batch_size {run.eval.batch_size!r} must be a positive integer")
