@@ -44,8 +44,6 @@ class ModelConfig:
     trust_remote_code: bool = False   # never on unless asked
     device_map: str | None = None     # "auto": shard a model too big for one GPU over all visible GPUs (accelerate)
     gradient_checkpointing: bool = False  # recompute blocks in backward: less activation memory, ~30% more compute
-    hidden_size: int | None = None    # shapes for dry runs without weights (optional)
-    num_layers: int | None = None
     architecture: dict | None = None  # the model's config fields (model_type, sizes): dry runs need no hub
 
 
@@ -157,8 +155,6 @@ def check_run(run: RunConfig) -> RunConfig:
     _check(run.intervention.type in INTERVENTIONS, f"unknown intervention {run.intervention.type!r}; valid: {kinds}")
     _check(run.task.name in TASK_NAMES, f"unknown task {run.task.name!r}; valid: {', '.join(TASK_NAMES)}")
     _check(_is_int(run.rank) and run.rank > 0, f"rank {run.rank!r} must be a positive integer")
-    if run.model.hidden_size:
-        _check(run.rank <= run.model.hidden_size, f"rank {run.rank} exceeds hidden size {run.model.hidden_size}")
     try:
         PositionSpec.parse(run.positions)
     except ValueError as e:
