@@ -49,6 +49,10 @@ def logged_step(line: str) -> float:
         return math.inf
 
 
+def report_parameters(n_params: int, n_base: int) -> None:
+    print(f"[reftrun] trainable intervention parameters: {n_params:,} ({100 * n_params / n_base:.4f}% of {n_base:,})")
+
+
 def set_seed(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -124,7 +128,7 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     if run.dry_run:
         n_params = Reft(spec).num_parameters()
         n_base = base_parameters(run.model.name_or_path, run.model.trust_remote_code, num_labels, run.model.architecture)
-        print(f"[reftrun] trainable intervention parameters: {n_params:,} ({100 * n_params / n_base:.4f}% of {n_base:,})")
+        report_parameters(n_params, n_base)
         return {"num_parameters": n_params, "base_parameters": n_base}
     rank, world = distributed.setup()
     main = rank == 0
@@ -152,7 +156,7 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     reft = Reft(spec).to(device)
     n_params, n_base = reft.num_parameters(), sum(p.numel() for p in model.parameters())
     if main:
-        print(f"[reftrun] trainable intervention parameters: {n_params:,} ({100 * n_params / n_base:.4f}% of {n_base:,})")
+        report_parameters(n_params, n_base)
     collator = Collator(tok.pad_token_id, spec)
     o = run.optim
     per_step = o.grad_accum * world  # micro-batches in one optimizer step, over all ranks

