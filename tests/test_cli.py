@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-TINY = ["model=hub", "task=commonsense", "optim.batch_size=4", "eval.batch_size=8", "task.max_new_tokens=6"]
+TINY = ["model=hub", "model.dtype=float32", "task=commonsense", "optim.batch_size=4", "eval.batch_size=8", "task.max_new_tokens=6"]
 
 
 def reftrun(*args, cwd=None, check=True) -> subprocess.CompletedProcess:

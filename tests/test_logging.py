@@ -28,7 +28,7 @@ def test_wandb_gets_resolved_config_and_step_logs(tmp_path, monkeypatch, tiny_mo
     monkeypatch.setitem(sys.modules, "wandb", fake)
     monkeypatch.setenv("WANDB_MODE", "offline")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=["model=hub", f"model.name_or_path={tiny_model_dir}", "task=commonsense",
+        cfg = compose("train", overrides=["model=hub", "model.dtype=float32", f"model.name_or_path={tiny_model_dir}", "task=commonsense",
                                           f"task.data_dir={commonsense_dir}", "optim.max_steps=2", "eval.before=false",
                                           "eval.sets=[boolq]", "logger=wandb", "task.max_new_tokens=4"])
     resolved = OmegaConf.to_container(cfg, resolve=False)

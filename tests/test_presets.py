@@ -99,7 +99,7 @@ def test_small_multirun_on_the_embedded_default_and_its_table(tmp_path):
 def test_optuna_search_preset_runs_trials_and_keeps_each(tmp_path, tiny_model_dir):
     from conftest import FIXTURES
     sweep = tmp_path / "search"
-    out = reftrun("train", "-m", "hparams_search=gsm8k_optuna", "model=hub", f"model.name_or_path={tiny_model_dir}",
+    out = reftrun("train", "-m", "hparams_search=gsm8k_optuna", "model=hub", "model.dtype=float32", f"model.name_or_path={tiny_model_dir}",
                   f"task.data_dir={FIXTURES / 'gsm8k'}", "optim.max_steps=1", "eval.max_examples=2",
                   "task.max_new_tokens=2", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={sweep}")
     assert "Best value:" in out.stdout + out.stderr

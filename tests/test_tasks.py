@@ -118,7 +118,7 @@ def test_commonsense_extraction_is_strict_exact_match():
 ])
 def test_tiny_end_to_end_per_family(tmp_path, tiny_model_dir, task, data, extra):
     run = tmp_path / task
-    reftrun("train", "model=hub", f"model.name_or_path={tiny_model_dir}", f"task={task}", f"task.data_dir={FIXTURES / data}",
+    reftrun("train", "model=hub", "model.dtype=float32", f"model.name_or_path={tiny_model_dir}", f"task={task}", f"task.data_dir={FIXTURES / data}",
             *[t for t in TINY if not t.startswith("task")], "task.max_new_tokens=4", "optim.max_steps=2",
             "eval.before=false", "eval.max_examples=2", *extra, f"hydra.run.dir={run}")
     metrics = json.loads((run / "metrics.json").read_text())["after"]
@@ -148,7 +148,7 @@ def test_alpaca_eval_judge_is_run_when_configured(tmp_path, tiny_model_dir, monk
     reference = tmp_path / "reference.json"
     reference.write_text("[]")
     run = tmp_path / "judged"
-    reftrun("train", "model=hub", f"model.name_or_path={tiny_model_dir}", "task=alpaca", f"task.data_dir={FIXTURES / 'instruct'}",
+    reftrun("train", "model=hub", "model.dtype=float32", f"model.name_or_path={tiny_model_dir}", "task=alpaca", f"task.data_dir={FIXTURES / 'instruct'}",
             "+task.options.judge=alpaca_eval_gpt4", f"+task.options.reference_outputs={reference}", "task.max_new_tokens=2",
             "optim.max_steps=1", "eval.before=false", "eval.max_examples=2", "optim.batch_size=4", f"hydra.run.dir={run}")
     result = json.loads((run / "metrics.json").read_text())["after"]["alpaca_eval"]

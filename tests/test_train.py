@@ -12,7 +12,7 @@ from reftrun.train import train
 
 def run_train(tmp_path, name, model_dir, data_dir, *overrides):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=["model=hub", f"model.name_or_path={model_dir}", "task=commonsense",
+        cfg = compose("train", overrides=["model=hub", "model.dtype=float32", f"model.name_or_path={model_dir}", "task=commonsense",
                                           f"task.data_dir={data_dir}", "eval.before=false", "eval.sets=[boolq]",
                                           "task.max_new_tokens=2", "optim.group_by_length=false",
                                           "optim.warmup_ratio=0", *overrides])

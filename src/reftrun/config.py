@@ -39,7 +39,7 @@ class ConfigError(ValueError):
 class ModelConfig:
     name_or_path: str                 # hub id, local directory, or smollm2-135m-instruct (embedded, offline)
     short_name: str = ""              # used in run folder names
-    dtype: str = "auto"               # base model dtype; auto = bfloat16 on CUDA, float32 elsewhere
+    dtype: str = "auto"               # base model dtype; auto = bfloat16 where native (CUDA, AVX512-BF16/AMX CPUs), else float32
     max_length: int = 512             # tokenizer truncation for prompt+target (paper: 512)
     trust_remote_code: bool = False   # never on unless asked
     device_map: str | None = None     # "auto": shard a model too big for one GPU over all visible GPUs (accelerate)

@@ -48,10 +48,22 @@ def smollm2_dir() -> Path:
     return out
 
 
-def resolve_dtype(name: str, device: str) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    return getattr(torch, name)
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX: without them the CPU emulates bf16, about 3× slower than float32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def choose_dtype(name: str, device: str) -> tuple[torch.dtype, str]:
+    """The base model's dtype and why: `auto` takes bfloat16 where the hardware runs it natively, else float32."""
+    if name != "auto":
+        return getattr(torch, name), f"model.dtype={name}"
+    if device.startswith("cuda"):
+        return torch.bfloat16, "auto: CUDA"
+    if device == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16, "auto: this CPU runs bfloat16 natively (AVX512-BF16/AMX)"
+    if device == "cpu":
+        return torch.float32, "auto: this CPU has no native bfloat16; emulated it is about 3x slower than float32"
+    return torch.float32, f"auto: {device}"
 
 
 def pick_device(name: str = "auto") -> str:
@@ -115,8 +127,10 @@ def load_model(name_or_path: str, dtype: str = "auto", device: str = "auto", tru
     device = pick_device(device)
     kind = AutoModelForSequenceClassification if num_labels else AutoModelForCausalLM
     extra = {"num_labels": num_labels} if num_labels else {}
+    torch_dtype, why = choose_dtype(dtype, device)
+    print(f"[reftrun] model dtype: {str(torch_dtype).removeprefix('torch.')} ({why})", flush=True)
     try:
-        model = kind.from_pretrained(model_path(name_or_path), dtype=resolve_dtype(dtype, device),
+        model = kind.from_pretrained(model_path(name_or_path), dtype=torch_dtype,
                                      trust_remote_code=trust_remote_code, device_map=device_map, **extra)
     except ValueError as e:  # e.g. an encoder-decoder config, or an encoder asked to generate
         what = "a sequence classifier" if num_labels else "a causal LM"
