@@ -94,8 +94,13 @@ def _eval(cfg: DictConfig) -> None:
 
 
 def _table(cfg: DictConfig) -> None:
-    from .table import build_table
+    from .table import build_table, find_runs
     print(build_table(str(cfg.runs), cfg.stage, cfg.format, cfg.compare, cfg.figure))
+    if cfg.curves:
+        from .curves import draw_curves
+        runs = find_runs(str(cfg.runs))
+        draw_curves(runs, Path(cfg.curves))
+        print(f"[reftrun] wrote {cfg.curves}: loss and held-out scores of {len(runs)} run(s) side by side")
 
 
 FAILURES: list[str] = []

@@ -65,6 +65,8 @@ def evaluate_set(model, tok, reft: Reft | None, task: Task, eval_set: str, colla
     metrics = {"accuracy": sum(scored) / len(scored) if scored else None, "n": n,
                "majority": max(golds.values()) / n if scored else None,
                "predicted": dict(Counter(r["extracted"][:40] for r in rows).most_common(5))}
+    if examples and scored:
+        metrics.update(task.baselines(eval_set, examples))
     return metrics, rows, examples
 
 
@@ -122,6 +124,7 @@ def with_average(results: dict) -> dict:
     """Add 'average': the unweighted mean over eval sets (as the paper's tables average)."""
     scored = [m for s, m in results.items() if s != "average" and m.get("n") and headline(m) is not None]
     average = {"accuracy": sum(headline(m) for m in scored) / len(scored)} if scored else {}
-    if scored and all(m.get("majority") is not None for m in scored):
-        average["majority"] = sum(m["majority"] for m in scored) / len(scored)
+    for key in ("majority", "chance"):
+        if scored and all(m.get(key) is not None for m in scored):
+            average[key] = sum(m[key] for m in scored) / len(scored)
     return {**{s: m for s, m in results.items() if s != "average"}, "average": average}

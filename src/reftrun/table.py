@@ -15,14 +15,19 @@ from .evaluate import headline
 
 
 def run_summary(metrics: dict) -> str:
+    """The table `reftrun train` prints: scores beside the rates that tell task learning from format
+    learning (majority class) and from a shortcut (the best simple cue known for the data)."""
     after, before = metrics.get("after", {}), metrics.get("before", {})
     sets = [s for s in after if s != "average"] + ["average"]
-    lines = ["| eval set | n | untrained | trained | majority class |", "|---|---|---|---|---|"]
+    fmt = lambda value: f"{value:.3f}" if value is not None else "—"
+    lines = ["| eval set | n | untrained | trained | majority class | chance | best simple cue |", "|---|---|---|---|---|---|---|"]
     for s in sets:
         a, b = after.get(s, {}), before.get(s, {})
         n = a.get("n", "") if s != "average" else sum(after[x]["n"] for x in sets[:-1])
-        fmt = lambda value: f"{value:.3f}" if value is not None else "—"
-        lines.append(f"| {s} | {n} | {fmt(headline(b))} | {fmt(headline(a))} | {fmt(a.get('majority'))} |")
+        cue = a.get("cue")
+        cue = f"{cue['accuracy']:.3f} ({cue['rule']})" if cue else "—"
+        lines.append(f"| {s} | {n} | {fmt(headline(b))} | {fmt(headline(a))} | {fmt(a.get('majority'))} | "
+                     f"{fmt(a.get('chance'))} | {cue} |")
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
 from .config import ConfigError, RunConfig
+from .curves import draw_curves
 from .data import Collator, encode_classify, encode_prompts, encode_train, train_batches
 from .evaluate import classify_set, evaluate
 from .loss import classification_loss, target_loss
@@ -279,6 +280,7 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     after = evaluate(model, tok, reft, task, sets, collator, device, run_dir, "after", **evaluate_kw)
     metrics = merge_metrics(run_dir, {"after": after, "train": {"steps": total_steps, "final_loss": loss_value,
                                                                 "num_parameters": n_params, "world_size": world}})
+    draw_curves([run_dir], run_dir / "curves.png")
     write_json(run_dir / "run.json", {**status, "status": "done"})
     remove_checkpoint(run_dir)
     if logger is not None:

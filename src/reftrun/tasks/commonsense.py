@@ -4,11 +4,17 @@ Prompt: the record's instruction plus one newline, no template (pyreft_behaviour
 Target: "the correct answer is <label>". Score: exact match of the whole text after the first
 "the correct answer is " against the gold label, both stripped (§3.6, stricter than LLM-Adapters).
 """
+import re
+
 from . import Example, Task
 from .files import read_json_records
 
 TRIGGER = "the correct answer is "
 EVAL_SETS = ("boolq", "piqa", "social_i_qa", "hellaswag", "winogrande", "ARC-Easy", "ARC-Challenge", "openbookqa")
+
+
+FORMAT = re.compile(r"Answer format: (\S+)\s*$")
+OPTION = re.compile(r"(?:Solution|Answer|Option|Ending)(\d+): (.*?)(?=\s*(?:Solution|Answer|Option|Ending)\d+: |\n\nAnswer format|$)", re.S)
 
 
 def format_prompt(instruction: str) -> str:
@@ -40,6 +46,19 @@ class Commonsense(Task):
 
     def extract(self, generation: str) -> str:
         return extract_answer(generation)
+
+    def baselines(self, eval_set: str, examples: list[Example]) -> dict:
+        """Chance from the prompt's answer format; for multiple choice, the known length shortcut."""
+        labels = FORMAT.search(examples[0].prompt)
+        out = {"chance": 1 / len(labels.group(1).split("/"))} if labels else {}
+        hits = []
+        for ex in examples:
+            options = OPTION.findall(ex.prompt)
+            if len(options) < 2:
+                return out
+            longest = max(options, key=lambda o: len(o[1]))[0]
+            hits.append(re.sub(r"\D", "", ex.gold) == longest)
+        return {**out, "cue": {"rule": "pick the longest option", "accuracy": sum(hits) / len(hits)}}
 
     def score(self, extracted: str, gold: str) -> bool:
         return extracted.strip() == gold.strip()
