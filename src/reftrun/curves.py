@@ -21,6 +21,8 @@ def _score(m: dict) -> float | None:
 def _panels(loss_ax, score_ax, run_dir: Path, title: str) -> None:
     steps, metrics = _read(run_dir)
     loss_ax.plot([s["step"] for s in steps], [s["loss"] for s in steps], lw=1)
+    if steps and all(s["loss"] > 0 for s in steps):
+        loss_ax.set_yscale("log")
     loss_ax.set_xlabel("step")
     loss_ax.set_ylabel("training loss")
     loss_ax.set_title(title, fontsize=8)
@@ -30,30 +32,28 @@ def _panels(loss_ax, score_ax, run_dir: Path, title: str) -> None:
     xs = range(len(sets))
     for offset, stage, label in ((-0.2, before, "untrained"), (0.2, after, "trained")):
         values = [_score(stage.get(s, {})) for s in sets]
-        score_ax.bar([x + offset for x in xs], [v if v is not None else 0 for v in values], 0.4, label=label)
+        bars = score_ax.bar([x + offset for x in xs], [v or 0 for v in values], 0.4, label=label)
+        score_ax.bar_label(bars, ["—" if v is None else f"{v:.2f}" for v in values], fontsize=7)
     for x, s in zip(xs, sets):
         for key, style, label in (("majority", "k--", "majority class"), ("chance", "k:", "chance")):
             value = after[s].get(key)
             if value is not None:
                 score_ax.plot([x - 0.45, x + 0.45], [value, value], style, lw=1, label=label if x == 0 else None)
     score_ax.set_xticks(list(xs), sets, rotation=20, ha="right", fontsize=8)
-    score_ax.set_ylim(0, 1)
+    score_ax.set_ylim(0, 1.1)
     score_ax.set_ylabel("held-out score")
-    score_ax.legend(fontsize=7, loc="lower right")
+    score_ax.legend(fontsize=7, loc="upper left")
 
 
-def draw_curves(run_dirs: list[Path], path: Path, titles: list[str] | None = None) -> None:
+def draw_curves(run_dirs: list[Path], path: Path) -> None:
     """One column per run: loss per step on top, scores before/after against the majority line below."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(2, len(run_dirs), figsize=(4.5 * len(run_dirs), 6.5), squeeze=False)
+    # side by side, each row shares its y-scale so that runs compare at a glance
+    fig, axes = plt.subplots(2, len(run_dirs), figsize=(4.5 * len(run_dirs), 6.5), squeeze=False, sharey="row")
     for i, run_dir in enumerate(run_dirs):
-        _panels(axes[0, i], axes[1, i], Path(run_dir), (titles or [Path(run_dir).name] * len(run_dirs))[i])
-    if len(run_dirs) > 1:  # side by side: one loss scale, so runs compare at a glance
-        top = max(ax.get_ylim()[1] for ax in axes[0])
-        for ax in axes[0]:
-            ax.set_ylim(0, top)
+        _panels(axes[0, i], axes[1, i], Path(run_dir), Path(run_dir).name)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

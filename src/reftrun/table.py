@@ -18,12 +18,13 @@ def run_summary(metrics: dict) -> str:
     """The table `reftrun train` prints: scores beside the rates that tell task learning from format
     learning (majority class) and from a shortcut (the best simple cue known for the data)."""
     after, before = metrics.get("after", {}), metrics.get("before", {})
-    sets = [s for s in after if s != "average"] + ["average"]
+    sets = [s for s in after if s != "average"]
+    sets += ["average"] if len(sets) > 1 else []
     fmt = lambda value: f"{value:.3f}" if value is not None else "—"
     lines = ["| eval set | n | untrained | trained | majority class | chance | best simple cue |", "|---|---|---|---|---|---|---|"]
     for s in sets:
         a, b = after.get(s, {}), before.get(s, {})
-        n = a.get("n", "") if s != "average" else sum(after[x]["n"] for x in sets[:-1])
+        n = a.get("n", "") if s != "average" else sum(after[x]["n"] for x in sets if x != "average")
         cue = a.get("cue")
         cue = f"{cue['accuracy']:.3f} ({cue['rule']})" if cue else "—"
         lines.append(f"| {s} | {n} | {fmt(headline(b))} | {fmt(headline(a))} | {fmt(a.get('majority'))} | "
