@@ -33,10 +33,10 @@ def test_sentiment_split_is_fixed_disjoint_and_printable():
 def test_baselines_are_measured_on_the_examples():
     task = get_task("sentiment_offline", seed=0)
     examples = task.eval_examples("vader_words")[:4]
-    for ex, word, gold in zip(examples, ("unhappy", "careless", "lovely", "dismal"), ("negative", "negative", "positive", "negative")):
+    for ex, word, gold in zip(examples, ("unhappy", "careless", "lovely", "awful"), ("negative", "negative", "positive", "negative")):
         ex.meta, ex.gold = {**ex.meta, "word": word}, gold
     rates = task.baselines("vader_words", examples)
-    assert rates["chance"] == 0.5 and rates["cue"]["accuracy"] == 3 / 4  # the cue misses "dismal"
+    assert rates["chance"] == 0.5 and rates["cue"]["accuracy"] == 3 / 4  # the cue misses "awful"
     piqa = get_task("commonsense_offline", seed=0).eval_examples("piqa")[:20]
     cue = get_task("commonsense_offline", seed=0).baselines("piqa", piqa)
     longest = [max((1, 2), key=lambda k: len(re.search(rf"Solution{k}: (.*)", ex.prompt).group(1))) for ex in piqa]
