@@ -45,7 +45,7 @@ def _panels(loss_ax, score_ax, run_dir: Path, title: str) -> None:
     score_ax.legend(fontsize=7, loc="upper left")
 
 
-def draw_curves(run_dirs: list[Path], path: Path) -> None:
+def draw_curves(run_dirs: list[Path], path: Path):
     """One column per run: loss per step on top, scores before/after against the majority line below."""
     import matplotlib
     matplotlib.use("Agg")
@@ -57,3 +57,4 @@ def draw_curves(run_dirs: list[Path], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return fig
