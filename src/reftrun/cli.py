@@ -110,7 +110,10 @@ def guarded(fn):
             return fn(cfg)
         except Preempted as e:
             print(f"reftrun: {e}", file=sys.stderr)
-            sys.exit(143)
+            sys.exit(e.code)
+        except KeyboardInterrupt:  # Ctrl-C before a run's own handler is installed (or in eval/table)
+            print("reftrun: interrupted", file=sys.stderr)
+            sys.exit(130)
         except (ConfigError, OSError, ValueError, FloatingPointError, RuntimeError, ImportError) as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise

@@ -6,7 +6,6 @@ renamed, so an interrupted run never leaves a truncated file behind.
 """
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -18,13 +17,20 @@ from .reft import Reft, ReftSpec
 WEIGHTS, SPEC, HEAD = "interventions.safetensors", "reft.json", "head.safetensors"
 
 
-def atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, content) -> None:
+    """Write `content` (text, or a function that writes a file at the path it is given) to a temporary name
+    beside `path`, then rename it: never a half-written file. Plain open() honours the umask (mkstemp's 0600 did not)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if callable(content):
+            content(tmp)
+        else:
+            tmp.write_text(content)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: Path, data) -> None:
@@ -49,10 +55,8 @@ def merge_metrics(run_dir: Path, updates: dict) -> dict:
 
 
 def _save_tensors(tensors: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata={"format": "reftrun"})
-    os.replace(tmp, path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "reftrun"}))
 
 
 def save_reft(reft: Reft, run_dir: Path, head: dict | None = None) -> None:
