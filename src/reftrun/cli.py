@@ -3,9 +3,9 @@
 Configs come from the package's conf/ (a wheel) or the checkout's conf/ (editable install).
 Bad input ends with one line on stderr and exit code 2 (HYDRA_FULL_ERROR=1 shows the traceback).
 """
-import json
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -14,8 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, config_changes, validate
-from .runio import write_json
+from .config import ConfigError, config_changes, load_yaml, validate
+from .runio import read_json, write_json
 
 
 def config_dir() -> Path:
@@ -56,17 +56,16 @@ def _train(cfg: DictConfig) -> float | None:
     if run.dry_run:
         pass
     elif cfg.get("overwrite", False):
-        for name in ("checkpoint.pt", "metrics.json", "run.json"):
-            (run_dir / name).unlink(missing_ok=True)
+        clear_outputs(run_dir)
     elif saved.exists():  # the folder name fixes only some settings: never resume or skip a different run
-        changes = config_changes(OmegaConf.to_container(OmegaConf.load(saved)), resolved)
+        changes = config_changes(OmegaConf.to_container(load_yaml(saved)), resolved)
         if changes:
             raise ConfigError(f"{run_dir} holds a run with other settings ({'; '.join(changes[:3])}); "
                               "pass overwrite=true to replace it or hydra.run.dir=<dir> to keep both")
         status = run_dir / "run.json"
-        if status.exists() and json.loads(status.read_text()).get("status") == "done":
+        if status.exists() and read_json(status).get("status") == "done":
             print(f"[reftrun] {run_dir} already holds this finished run; skipping (overwrite=true redoes it)")
-            return json.loads((run_dir / "metrics.json").read_text())["after"].get("average", {}).get("accuracy")
+            return read_json(run_dir / "metrics.json")["after"].get("average", {}).get("accuracy")
     metrics = train(run, run_dir, resolved)
     if run.dry_run:
         remove_if_empty(run_dir)  # a dry run leaves nothing behind
@@ -74,6 +73,20 @@ def _train(cfg: DictConfig) -> float | None:
         print(f"\nrun folder: {run_dir}\n\n{run_summary(metrics)}")
         return metrics["after"].get("average", {}).get("accuracy")
     return None
+
+
+OUTPUTS = ("checkpoint.pt", "metrics.json", "run.json", "train_log.jsonl", "reft.json", "interventions.safetensors",
+           "head.safetensors", "predictions", "evals", "alpaca_eval", "alpaca_eval_outputs.json", "wandb")
+
+
+def clear_outputs(run_dir: Path) -> None:
+    """overwrite=true: the old run's outputs go first, so that none of them outlives it (only reftrun's own names)."""
+    for name in OUTPUTS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 SECRET = re.compile(r"(.*_)?(token|secret|password|api_?key|access_key)", re.IGNORECASE)
@@ -90,12 +103,14 @@ def redact(data):
 
 def _eval(cfg: DictConfig) -> None:
     from .evaluate_run import evaluate_run
+    if not cfg.get("run_dir"):
+        raise ConfigError("run_dir is required: reftrun eval run_dir=<a run folder written by reftrun train>")
     evaluate_run(cfg)
 
 
 def _table(cfg: DictConfig) -> None:
     from .table import build_table
-    print(build_table(str(cfg.runs), cfg.stage, cfg.format, cfg.compare, cfg.figure))
+    print(build_table(str(cfg.runs), cfg.stage, cfg.format, cfg.compare, cfg.figure, cfg.get("eval")))
 
 
 FAILURES: list[str] = []
@@ -147,10 +162,13 @@ def record_failure(cfg: DictConfig, message: str) -> None:
         return
     saved = run_dir / "config.yaml"
     current = redact(OmegaConf.to_container(cfg, resolve=True))
-    if saved.exists() and not config_changes(OmegaConf.to_container(OmegaConf.load(saved)), current):
+    try:
+        same = saved.exists() and not config_changes(OmegaConf.to_container(load_yaml(saved)), current)
         status = run_dir / "run.json"
-        previous = json.loads(status.read_text()) if status.exists() else {}
-        write_json(status, {**previous, "status": "failed", "error": message})
+        if same:
+            write_json(status, {**(read_json(status) if status.exists() else {}), "status": "failed", "error": message})
+    except (ValueError, OSError):  # a corrupt or unwritable folder: the message on stderr is all there is
+        pass
 
 
 APPS = {"train": guarded(_train), "eval": guarded(_eval), "table": guarded(_table)}

@@ -33,6 +33,14 @@ def atomic_write(path: Path, content) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def read_json(path: Path):
+    """A JSON file's contents; a corrupt file is one line that names it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({getattr(e, 'msg', e)}); repair or delete it")
+
+
 def write_json(path: Path, data) -> None:
     atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
@@ -44,7 +52,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def merge_metrics(run_dir: Path, updates: dict) -> dict:
     """Read metrics.json, update it one level deep, write it back atomically."""
     path = Path(run_dir) / "metrics.json"
-    metrics = json.loads(path.read_text()) if path.exists() else {}
+    metrics = read_json(path) if path.exists() else {}
     for key, value in updates.items():
         if isinstance(value, dict) and isinstance(metrics.get(key), dict):
             metrics[key].update(value)
@@ -89,10 +97,13 @@ def load_reft(run_dir: Path, hidden_size: int | None = None) -> Reft:
     for p in (spec_path, weights_path):
         if not p.exists():
             raise FileNotFoundError(f"{p} not found; is {run_dir} a finished reftrun run folder?")
-    data = json.loads(spec_path.read_text())
-    data.pop("num_parameters", None)
-    data.pop("head_parameters", None)
-    spec = ReftSpec(**data)
+    data = read_json(spec_path)
+    try:
+        data.pop("num_parameters", None)
+        data.pop("head_parameters", None)
+        spec = ReftSpec(**data)
+    except (AttributeError, TypeError) as e:
+        raise ValueError(f"{spec_path} is malformed ({e}); it does not describe interventions")
     if hidden_size is not None and hidden_size != spec.hidden_size:
         raise ValueError(f"interventions in {run_dir} are for hidden size {spec.hidden_size}, "
                          f"but the model has hidden size {hidden_size}")

@@ -25,7 +25,7 @@ from .evaluate import classify_set, evaluate
 from .loss import classification_loss, target_loss
 from .models import base_parameters, classifier_head, enable_gradient_checkpointing, load_model, load_tokenizer, model_shape, pick_device
 from .reft import Reft, ReftSpec, find_layers, parse_layers
-from .runio import atomic_write, merge_metrics, save_reft, write_json
+from .runio import atomic_write, merge_metrics, read_json, save_reft, write_json
 from .tasks import Task, get_task
 
 @contextlib.contextmanager
@@ -213,7 +213,7 @@ def _train(run: RunConfig, run_dir: Path, resolved_config: dict, stop: dict) -> 
                        max_examples=run.eval.max_examples, max_new_tokens=run.task.max_new_tokens,
                        decoding=run.decoding)
     metrics_path = run_dir / "metrics.json"
-    if main and run.eval.before and not (metrics_path.exists() and "before" in json.loads(metrics_path.read_text())):
+    if main and run.eval.before and not (metrics_path.exists() and "before" in read_json(metrics_path)):
         with preserved_rng():
             before = evaluate(model, tok, None, task, sets, collator, device, run_dir, "before", **evaluate_kw)
         merge_metrics(run_dir, {"before": before})
