@@ -130,6 +130,18 @@ BAD_INPUTS = [  # (overrides, the one line's expected content)
     (["log_every=0"], "log_every 0 must be a positive integer"),
     (["task.max_train_examples=0"], "task.max_train_examples 0 must be a positive integer or null"),
     (["imports=[no_such_module]"], "imports: cannot import 'no_such_module'"),
+    # issue 14: accepted silently or a traceback before
+    (["eval.max_examples=0"], "eval.max_examples 0 must be a positive integer or null"),
+    (["eval.max_examples=-5"], "eval.max_examples -5 must be a positive integer or null"),
+    (["eval.max_examples=-1"], "eval.max_examples -1 must be a positive integer or null"),
+    (["seed=-1"], "seed -1 must be an integer ≥ 0"),
+    (["layers=[2,2,2]"], "layers [2, 2, 2] names layer 2 more than once"),
+    (["optim.max_steps=0"], "optim.max_steps 0 is not allowed; valid: a positive integer, or -1 to run optim.epochs"),
+    (["device=cuda"] if not __import__("torch").cuda.is_available() else ["device=tpu"], "device '"),
+    (["modl=smollm2"], "unknown key 'modl'; did you mean model?"),
+    (["model.name_or_path=./no/such/model"], "model path ./no/such/model does not exist (a local path: the hub was not tried)"),
+    (["model.name_or_path=someone/no-such-model"], "model someone/no-such-model is not in the local cache (HF_HUB_OFFLINE=1"),
+    (["hydra/launcher=slurm"], "hydra/launcher=slurm needs a SLURM cluster (no srun here)"),
 ]
 
 
@@ -161,11 +173,16 @@ def write_data(root, train_text=None, test_text=None):
 
 GOOD = json.dumps([{"instruction": "Please answer: is the sun a star?\n\nAnswer format: true/false", "answer": "true"}])
 BAD_DATA = [
-    ("missing", None, GOOD, "data file {root}/commonsense_170k/train.json not found"),
+    ("missing", None, GOOD, "data file {root}/commonsense_170k/train.json not found; fetch it with: "
+                            "python scripts/prepare_data.py commonsense --data-dir {root}"),
     ("empty", "[]", GOOD, "holds no records; expected a non-empty JSON list"),
     ("not json", "{oops", GOOD, "is not valid JSON"),
     ("no answer field", json.dumps([{"instruction": "x"}]), GOOD, "record 0 lacks field(s) answer; required: instruction, answer"),
     ("missing eval file", GOOD, None, "data file {root}/boolq/test.json not found"),
+    ("integer answer", json.dumps([{"instruction": "x", "answer": 1}]), GOOD,
+     "record 0 field answer is 1 (int); expected text"),
+    ("object not list", json.dumps({"instruction": "x", "answer": "true"}), GOOD,
+     "holds a JSON dict; expected a JSON list of records"),
 ]
 
 

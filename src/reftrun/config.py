@@ -6,6 +6,7 @@ bad value and the valid choices. Defaults live in conf/*.yaml; each field is doc
 import importlib
 import importlib.util
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass, field, fields
@@ -158,6 +159,8 @@ def installed(module: str) -> bool:
 
 
 def check_run(run: RunConfig) -> RunConfig:
+    if run.imports and os.getcwd() not in sys.path:  # `imports=[my_interventions]` finds ./my_interventions.py
+        sys.path.insert(0, os.getcwd())
     for module in run.imports:
         try:
             importlib.import_module(module)
@@ -177,6 +180,12 @@ def check_run(run: RunConfig) -> RunConfig:
     _check(run.autocast in (None, "bfloat16", "float16"), f"autocast {run.autocast!r} is unknown; valid: null, bfloat16, float16")
     bad = sorted(set(run.decoding) - DECODING_KEYS)
     _check(not bad, f"decoding.{bad[0] if bad else ''} is unknown; valid: {', '.join(sorted(DECODING_KEYS))}")
+    _check(isinstance(run.device, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", run.device) is not None,
+           f"device {run.device!r} is unknown; valid: auto, cpu, cuda, cuda:N, mps")
+    if run.device != "auto" and run.device != "cpu":
+        import torch
+        available = torch.cuda.is_available() if run.device.startswith("cuda") else torch.backends.mps.is_available()
+        _check(available, f"device {run.device!r} is not available to this torch ({torch.__version__}); valid here: auto, cpu")
     _check(run.logger in ("none", "wandb"), f"logger {run.logger!r} is unknown; valid: none, wandb")
     for where, value in (("model.dtype", run.model.dtype), ("intervention.dtype", run.intervention.dtype)):
         _check(value in DTYPES, f"{where} {value!r} is unknown; valid: {', '.join(DTYPES)}")
