@@ -144,7 +144,7 @@ def guarded(fn):
         except (ConfigError, OSError, ValueError, FloatingPointError, RuntimeError, ImportError) as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            message = one_line(e)
             print(f"reftrun: error: {message}", file=sys.stderr)
             kept = record_failure(cfg, message)
             if HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -203,19 +203,17 @@ most common:
 reftrun <command> --help shows that command's settings."""
 
 
-def one_line(ex: Exception) -> str:
+def one_line(ex: Exception, doing: str = "write") -> str:
     """An error raised by Hydra itself (composing the config, creating the run folder, launching, a sweeper's
     end) as one line that names the value."""
     text = f"{ex} {ex.__cause__ or ''}"
     missing = re.search(r"Missing mandatory value: ([\w.]+)", text)
-    if FAILURES:
-        return f"all {len(FAILURES)} job(s) of the sweep failed; the first: {FAILURES[0]}"
     if missing and missing.group(1) == "model.name_or_path":
         return "model=hub needs model.name_or_path=<hub id or local folder>, e.g. model.name_or_path=meta-llama/Llama-2-7b-hf"
     if missing:
         return f"{missing.group(1)} is required; pass {missing.group(1)}=<value>"
     if isinstance(ex, OSError) and ex.filename:
-        return f"cannot create the run folder {ex.filename} ({ex.strerror}); pass hydra.run.dir=<a writable folder>"
+        return f"cannot {doing} {ex.filename} ({ex.strerror}); pass hydra.run.dir=<a writable folder>"
     return str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
 
 
@@ -226,7 +224,9 @@ def run_and_report(func):
     except Exception as ex:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"reftrun: error: {one_line(ex)}", file=sys.stderr)
+        message = f"all {len(FAILURES)} job(s) of the sweep failed; the first: {FAILURES[0]}" if FAILURES \
+            else one_line(ex, "create the run folder")
+        print(f"reftrun: error: {message}", file=sys.stderr)
         sys.exit(2)
 
 

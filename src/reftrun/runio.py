@@ -19,7 +19,8 @@ WEIGHTS, SPEC, HEAD = "interventions.safetensors", "reft.json", "head.safetensor
 
 def atomic_write(path: Path, content) -> None:
     """Write `content` (text, or a function that writes a file at the path it is given) to a temporary name
-    beside `path`, then rename it: never a half-written file. Plain open() honours the umask (mkstemp's 0600 did not)."""
+    beside `path`, then rename it: never a half-written file. The file's mode honours the umask (mkstemp and
+    safetensors create 0600 files, which colleagues on a shared cluster cannot read)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -28,6 +29,9 @@ def atomic_write(path: Path, content) -> None:
             content(tmp)
         else:
             tmp.write_text(content)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
