@@ -528,3 +528,10 @@ def test_the_readmes_custom_intervention_example_verbatim(tmp_path, tiny_model_d
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((run / "reft.json").read_text())["intervention"] == "scaled_steer"
+
+
+@pytest.mark.parametrize("task,fetch", [("commonsense", "commonsense"), ("math", "arithmetic"), ("alpaca", "alpaca")])
+def test_missing_data_names_the_tasks_own_prepare_data_subcommand(tmp_path, tiny_model_dir, task, fetch):
+    data = tmp_path / "nodata"
+    assert_one_line_error(tmp_path, f"python scripts/prepare_data.py {fetch} --data-dir {data}", "model=hub",
+                          f"model.name_or_path={tiny_model_dir}", f"task={task}", f"task.data_dir={data}")
