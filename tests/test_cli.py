@@ -427,7 +427,7 @@ def test_table_tells_a_never_evaluated_set_from_a_missing_seed(tmp_path):
     (failed / "metrics.json").unlink()
     table = reftrun("table", f"runs={tmp_path}").stdout
     row = next(l for l in table.splitlines() if "| 8 |" in l)
-    assert "| 1/2 | — (1/2 seeds) | — (not evaluated) |" in row
+    assert "| 1/2 | — (1/2) | — (not evaluated) |" in row
 
 
 def test_table_names_a_run_folder_without_config_yaml(tmp_path):

@@ -116,7 +116,7 @@ def test_a_failing_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_mo
     statuses = {p.name: json.loads((p / "run.json").read_text())["status"] for p in sweep.iterdir() if p.is_dir()}
     assert statuses == {"lr0.0009": "done", "lr1e+30": "failed"}
     table = reftrun("table", f"runs={sweep}").stdout
-    assert "— (0/1 seeds)" in table and "| 0/1 |" in table
+    assert "— (0/1)" in table and "| 0/1 |" in table
 
 
 def test_torchrun_two_processes_equal_one_process_with_the_same_global_batch(tmp_path, tiny_model_dir, commonsense_dir):

@@ -98,6 +98,7 @@ def collect(pattern: str, stage: str = "after", eval_name: str | None = None) ->
         scored = {s: [m[s] for m in runs if headline(m.get(s, {})) is not None] for s in sets}
         rows.append({"name": name, "config": group["config"], "n_runs": len(runs), "done": sum(1 for m in runs if m),
                      "values": {s: [100 * headline(m) for m in scored[s]] for s in sets},
+                     "present": {s: sum(1 for m in runs if s in m) for s in sets},
                      "examples": {s: sorted({m.get("n") for m in scored[s]}, key=str) for s in sets}})
     return rows, sets
 
@@ -107,10 +108,10 @@ def _stats(row: dict, s: str | None) -> dict:
     Never a partial mean: every seed must be there, and all scored on the same number of examples."""
     values = row["values"][s] if s else _average(row)
     n, runs = len(values), row["n_runs"]
-    if s and not values and row["done"]:
+    if s and not values and row["done"] and not row["present"][s]:
         return {"n": 0, "why": "not evaluated"}  # the finished runs never scored this set: not a missing seed
     if not values or n < runs:
-        return {"n": n, "why": f"{n}/{runs} seeds"}
+        return {"n": n, "why": f"{n}/{runs}"}
     examples = row["examples"][s] if s else sorted({n for x in row["examples"].values() if len(x) > 1 for n in x}, key=str)
     if len(examples) > 1:
         return {"n": n, "why": f"seeds scored on different n: {', '.join(map(str, examples))}"}
