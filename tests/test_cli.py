@@ -45,19 +45,25 @@ def test_train_eval_table_end_to_end(tmp_path, tiny_model_dir, commonsense_dir):
     assert sum(r["correct"] for r in rows) / 3 == metrics["after"]["boolq"]["accuracy"]
     assert len((run / "train_log.jsonl").read_text().splitlines()) == 3
 
-    # eval reloads from the folder alone, and merges without losing other entries
+    # eval reloads from the folder alone and writes beside the training's results, never over them
+    trained = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     out = reftrun("eval", f"run_dir={run}", "eval.sets=[boolq,piqa]", "eval.max_examples=2")
-    merged = json.loads((run / "metrics.json").read_text())
-    assert merged["after"]["boolq"]["n"] == 2 and merged["after"]["piqa"]["n"] == 2
-    assert merged["after"]["openbookqa"] == metrics["after"]["openbookqa"] and merged["before"] == metrics["before"]
-    accs = [merged["after"][s]["accuracy"] for s in sets]
-    assert merged["after"]["average"]["accuracy"] == pytest.approx(sum(accs) / len(accs))
-    assert "| boolq | 2 |" in out.stdout
+    assert {p: p.read_bytes() for p in trained} == trained
+    merged = json.loads((run / "evals" / "boolq_piqa_max2" / "metrics.json").read_text())
+    assert set(merged["after"]) == {"boolq", "piqa", "average"} and merged["after"]["boolq"]["n"] == 2
+    assert len((run / "evals" / "boolq_piqa_max2" / "predictions" / "after" / "piqa.jsonl").read_text().splitlines()) == 2
+    assert "| boolq | 2 |" in out.stdout and "evals/boolq_piqa_max2" in out.stdout
+    reftrun("eval", f"run_dir={run}", "name=again", "eval.sets=[boolq]")
+    assert (run / "evals" / "again" / "metrics.json").exists()
+    # table: the training's results unless told otherwise
+    table = reftrun("table", f"runs={run}").stdout
+    assert f"{100 * metrics['after']['openbookqa']['accuracy']:.1f} ± 0.0" in table and "openbookqa" in table
+    assert "openbookqa" not in reftrun("table", f"runs={run}", "eval=boolq_piqa_max2").stdout
 
     # a re-run of a finished folder is skipped, not overwritten
     again = reftrun("train", *tiny_args(tiny_model_dir, commonsense_dir), "optim.max_steps=3", f"hydra.run.dir={run}")
     assert "already holds this finished run" in again.stdout
-    assert json.loads((run / "metrics.json").read_text()) == merged
+    assert json.loads((run / "metrics.json").read_text()) == metrics
 
 
 def test_multirun_grid_and_table(tmp_path, tiny_model_dir, commonsense_dir):
@@ -130,6 +136,18 @@ BAD_INPUTS = [  # (overrides, the one line's expected content)
     (["log_every=0"], "log_every 0 must be a positive integer"),
     (["task.max_train_examples=0"], "task.max_train_examples 0 must be a positive integer or null"),
     (["imports=[no_such_module]"], "imports: cannot import 'no_such_module'"),
+    # issue 14: accepted silently or a traceback before
+    (["eval.max_examples=0"], "eval.max_examples 0 must be a positive integer or null"),
+    (["eval.max_examples=-5"], "eval.max_examples -5 must be a positive integer or null"),
+    (["eval.max_examples=-1"], "eval.max_examples -1 must be a positive integer or null"),
+    (["seed=-1"], "seed -1 must be an integer ≥ 0"),
+    (["layers=[2,2,2]"], "layers [2, 2, 2] names layer 2 more than once"),
+    (["optim.max_steps=0"], "optim.max_steps 0 is not allowed; valid: a positive integer, or -1 to run optim.epochs"),
+    (["device=cuda"] if not __import__("torch").cuda.is_available() else ["device=tpu"], "device '"),
+    (["modl=smollm2"], "unknown key 'modl'; did you mean model?"),
+    (["model.name_or_path=./no/such/model"], "model path ./no/such/model does not exist (a local path: the hub was not tried)"),
+    (["model.name_or_path=someone/no-such-model"], "model someone/no-such-model is not in the local cache (HF_HUB_OFFLINE=1"),
+    (["hydra/launcher=slurm"], "hydra/launcher=slurm needs a SLURM cluster (no srun here)"),
 ]
 
 
@@ -161,11 +179,16 @@ def write_data(root, train_text=None, test_text=None):
 
 GOOD = json.dumps([{"instruction": "Please answer: is the sun a star?\n\nAnswer format: true/false", "answer": "true"}])
 BAD_DATA = [
-    ("missing", None, GOOD, "data file {root}/commonsense_170k/train.json not found"),
+    ("missing", None, GOOD, "data file {root}/commonsense_170k/train.json not found; fetch it with: "
+                            "python scripts/prepare_data.py commonsense --data-dir {root}"),
     ("empty", "[]", GOOD, "holds no records; expected a non-empty JSON list"),
     ("not json", "{oops", GOOD, "is not valid JSON"),
     ("no answer field", json.dumps([{"instruction": "x"}]), GOOD, "record 0 lacks field(s) answer; required: instruction, answer"),
     ("missing eval file", GOOD, None, "data file {root}/boolq/test.json not found"),
+    ("integer answer", json.dumps([{"instruction": "x", "answer": 1}]), GOOD,
+     "record 0 field answer is 1 (int); expected text"),
+    ("object not list", json.dumps({"instruction": "x", "answer": "true"}), GOOD,
+     "holds a JSON dict; expected a JSON list of records"),
 ]
 
 
@@ -295,3 +318,220 @@ def test_a_folder_holding_other_settings_is_neither_resumed_nor_skipped(tmp_path
 def test_unknown_decoding_key(tmp_path, tiny_model_dir, commonsense_dir):
     assert_one_line_error(tmp_path, "decoding.beams is unknown; valid: do_sample, early_stopping",
                           *tiny_args(tiny_model_dir, commonsense_dir), "+decoding.beams=4")
+
+
+# ---- issue 14: a new user's commands, from the command line ----
+
+def test_eval_without_run_dir(tmp_path):
+    assert_one_line_error(tmp_path, "run_dir is required: reftrun eval run_dir=<", command="eval")
+
+
+def test_model_hub_without_a_name(tmp_path, commonsense_dir):
+    assert_one_line_error(tmp_path, "model=hub needs model.name_or_path=<hub id or local folder>", "model=hub",
+                          "task=commonsense", f"task.data_dir={commonsense_dir}")
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file", "read-only"])
+def test_a_run_folder_that_cannot_be_written(tmp_path, tiny_model_dir, commonsense_dir, where):
+    target = tmp_path / "file"
+    target.write_text("not a folder")
+    run = {"a file": target, "under a file": target / "run", "read-only": Path("/sys/reftrun-run")}[where]
+    proc = reftrun("train", *tiny_args(tiny_model_dir, commonsense_dir), f"hydra.run.dir={run}", check=False)
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"reftrun: error: cannot create the run folder {run} ("), lines
+    assert target.read_text() == "not a folder" and sorted(tmp_path.iterdir()) == [target]
+
+
+def copy_run(finished_run, tmp_path):
+    import shutil
+    run = tmp_path / "copy"
+    shutil.copytree(finished_run, run)
+    return run
+
+
+def test_corrupt_config_yaml_under_eval(tmp_path, finished_run):
+    run = copy_run(finished_run, tmp_path)
+    (run / "config.yaml").write_text("model: [unclosed\n")
+    assert_one_line_error(tmp_path, f"{run}/config.yaml is not a valid config (", f"run_dir={run}", command="eval")
+    assert not (run / "evals").exists()
+
+
+@pytest.mark.parametrize("text,message", [("{oops", "reft.json is not valid JSON"),
+                                          ('{"rank": 8}', "reft.json is malformed"), ("[1]", "reft.json is malformed")])
+def test_malformed_reft_json_under_eval(tmp_path, finished_run, text, message):
+    run = copy_run(finished_run, tmp_path)
+    (run / "reft.json").write_text(text)
+    assert_one_line_error(tmp_path, f"{run}/{message}", f"run_dir={run}", command="eval")
+
+
+@pytest.mark.parametrize("text", ["{oops", "[1, 2]", '{"after": [1]}'])
+def test_corrupt_metrics_json_under_table(tmp_path, finished_run, text):
+    run = copy_run(finished_run, tmp_path)
+    (run / "metrics.json").write_text(text)
+    assert_one_line_error(tmp_path, f"{run}/metrics.json is ", f"runs={run}", command="table")
+
+
+@pytest.mark.parametrize("override,message", [("stage=nope", "stage 'nope' is unknown; valid: after, before"),
+                                              ("compare=foo", "compare 'foo' is unknown; valid: none, paper"),
+                                              ("format=xml", "format 'xml' is unknown; valid: markdown, csv, latex")])
+def test_table_refuses_unknown_choices(tmp_path, finished_run, override, message):
+    assert_one_line_error(tmp_path, message, f"runs={finished_run}", override, command="table")
+
+
+def test_result_files_honour_the_umask(finished_run):
+    mask = os.umask(0)
+    os.umask(mask)
+    files = [finished_run / n for n in ("config.yaml", "metrics.json", "run.json", "reft.json", "train_log.jsonl",
+                                        "interventions.safetensors")] + list((finished_run / "predictions").rglob("*.jsonl"))
+    assert {f.name: oct(f.stat().st_mode & 0o777) for f in files} == {f.name: oct(0o666 & ~mask) for f in files}
+
+
+def test_overwrite_clears_the_old_outputs_first(tmp_path, finished_run):
+    run = copy_run(finished_run, tmp_path)
+    stale = [run / "predictions" / "after" / "piqa.jsonl", run / "evals" / "old" / "metrics.json", run / "checkpoint.pt"]
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    config = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
+    reftrun("train", f"model.name_or_path={config['model']['name_or_path']}", *TINY,
+            f"task.data_dir={config['task']['data_dir']}", "optim.max_steps=1", "eval.before=false",
+            "eval.sets=[boolq]", "overwrite=true", f"hydra.run.dir={run}")
+    assert not any(p.exists() for p in stale)
+    assert (run / "predictions" / "after" / "boolq.jsonl").exists()
+    assert json.loads((run / "run.json").read_text())["status"] == "done"
+
+
+def fake_run(root, name, seed, after, rank=8):
+    run = root / name
+    run.mkdir(parents=True)
+    config = {"task": {"name": "commonsense", "options": {}}, "model": {"name_or_path": "m", "short_name": "m"},
+              "intervention": {"type": "loreft"}, "rank": rank, "layers": "all", "positions": "f7+l7",
+              "share_weights": True, "seed": seed}
+    (run / "config.yaml").write_text(json.dumps(config))
+    (run / "metrics.json").write_text(json.dumps({"after": after}))
+    return run
+
+
+def test_table_never_averages_seeds_scored_on_different_n_and_says_why(tmp_path):
+    fake_run(tmp_path, "s1", 1, {"boolq": {"accuracy": 0.5, "n": 8}, "piqa": {"accuracy": 0.5, "n": 8}})
+    fake_run(tmp_path, "s2", 2, {"boolq": {"accuracy": 0.0, "n": 3}, "piqa": {"accuracy": 0.25, "n": 8}})
+    row = next(l for l in reftrun("table", f"runs={tmp_path}").stdout.splitlines() if "| 2/2 |" in l)
+    assert row.endswith("| — (seeds scored on different n: 3, 8) | 37.5 ± 17.7 | — (seeds scored on different n: 3, 8) |")
+
+
+def test_table_tells_a_never_evaluated_set_from_a_missing_seed(tmp_path):
+    fake_run(tmp_path, "r4", 1, {"boolq": {"accuracy": 0.5, "n": 3}, "piqa": {"accuracy": 0.5, "n": 3}}, rank=4)
+    fake_run(tmp_path, "r8", 1, {"boolq": {"accuracy": 0.5, "n": 3}}, rank=8)
+    failed = fake_run(tmp_path, "r8s2", 2, {}, rank=8)
+    (failed / "metrics.json").unlink()
+    table = reftrun("table", f"runs={tmp_path}").stdout
+    row = next(l for l in table.splitlines() if "| 8 |" in l)
+    assert "| 1/2 | — (1/2) | — (not evaluated) |" in row
+
+
+def test_table_names_a_run_folder_without_config_yaml(tmp_path):
+    fake_run(tmp_path, "good", 1, {"boolq": {"accuracy": 0.5, "n": 3}})
+    orphan = fake_run(tmp_path, "orphan", 2, {"boolq": {"accuracy": 0.9, "n": 3}})
+    (orphan / "config.yaml").unlink()
+    proc = reftrun("table", f"runs={tmp_path}")
+    assert f"reftrun: warning: {orphan} holds results but no config.yaml; it is left out of the table" in proc.stderr
+    assert "| 1/1 | 50.0 ± 0.0 |" in proc.stdout
+
+
+def test_figure_paper_legend_error_bars_shared_scale_titles_and_zero_versus_missing(tmp_path):
+    from reftrun.table import collect, draw
+    fake_run(tmp_path, "a1", 1, {"boolq": {"accuracy": 0.0, "n": 3}, "piqa": {"accuracy": 0.1, "n": 3}}, rank=4)
+    fake_run(tmp_path, "a2", 2, {"boolq": {"accuracy": 0.0, "n": 3}, "piqa": {"accuracy": 0.5, "n": 3}}, rank=4)
+    fake_run(tmp_path, "b1", 1, {"boolq": {"accuracy": 0.9, "n": 3}}, rank=8)
+    fake_run(tmp_path, "b2", 2, {"boolq": {"accuracy": 0.8, "n": 3}}, rank=8)
+    proc = reftrun("table", f"runs={tmp_path}", f"figure={tmp_path / 'fig.png'}")
+    assert (tmp_path / "fig.png").stat().st_size > 1000, proc.stderr
+    fig = draw(*collect(str(tmp_path)), str(tmp_path / "fig2.png"))
+    axes = fig.axes
+    assert all(ax.get_legend_handles_labels()[1] == ["reftrun (mean ± sd over seeds)"] for ax in axes)  # no paper bars
+    assert len({ax.get_ylim() for ax in axes}) == 1 and axes[0].get_ylim()[0] == 0  # one shared scale
+    assert ["rank 4" in axes[0].get_title(), "rank 8" in axes[1].get_title()] == [True, True]
+    lows = [seg[0][1] for ax in axes for c in ax.collections for seg in c.get_segments()]  # error bar bottoms
+    assert lows and min(lows) >= 0
+    labels = [[t.get_text() for t in ax.texts] for ax in axes]
+    assert labels[0][:2] == ["0.0", "30.0"] and labels[1][:2] == ["85.0", "missing"]  # 0 is not missing
+
+
+def test_csv_gives_mean_sd_and_n_columns(tmp_path):
+    import csv
+    import io
+    fake_run(tmp_path, "s1", 1, {"boolq": {"accuracy": 0.5, "n": 3}})
+    fake_run(tmp_path, "s2", 2, {"boolq": {"accuracy": 0.0, "n": 3}})
+    rows = list(csv.DictReader(io.StringIO(reftrun("table", f"runs={tmp_path}", "format=csv").stdout)))
+    assert {k: rows[0][k] for k in ("boolq mean", "boolq sd", "boolq n")} == {"boolq mean": "25.0000",
+                                                                         "boolq sd": "35.3553", "boolq n": "2"}
+
+
+def test_a_sweep_whose_jobs_all_fail_before_any_folder_says_why(tmp_path, tiny_model_dir, commonsense_dir):
+    proc = reftrun("train", "-m", *tiny_args(tiny_model_dir, commonsense_dir), "layers=98,99",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "2 job(s) of the sweep failed (the first: layers 98 out of range" in proc.stderr
+    assert "run.json" not in proc.stderr
+
+
+def test_an_optuna_sweep_whose_trials_all_fail_says_why(tmp_path, tiny_model_dir):
+    gsm8k = Path(__file__).parent / "fixtures" / "gsm8k"
+    proc = reftrun("train", "-m", "hparams_search=gsm8k_optuna", "model=hub", f"model.name_or_path={tiny_model_dir}",
+                   f"task.data_dir={gsm8k}", "layers=99", "hydra.sweeper.n_trials=2",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False)
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("reftrun: error: all")]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "No trials are completed" not in proc.stderr
+    assert errors == ["reftrun: error: all 2 job(s) of the sweep failed; the first: layers 99 out of range for a "
+                      "2-layer model; valid: 0..1 or all"], proc.stderr
+
+
+README = (Path(__file__).parents[1] / "README.md").read_text()
+
+
+def readme_blocks(language: str) -> list[str]:
+    import re
+    return re.findall(rf"```{language}\n(.*?)```", README, re.S)
+
+
+def test_usage_lists_the_three_commands_and_the_readmes_two_most_common_lines():
+    usage = [l.split("#")[0].strip() for l in next(b for b in readme_blocks("bash") if b.startswith("reftrun train")).splitlines()[:2]]
+    for args, code in (([], 2), (["--help"], 0), (["bogus"], 2)):
+        proc = reftrun(*args, check=False)
+        assert proc.returncode == code
+        for line in ["train   train one ReFT run", "eval    score a finished run folder", "table   mean ± sd", *usage]:
+            assert line in proc.stdout, (args, line)
+    assert reftrun("bogus", check=False).stderr == "reftrun: error: unknown command 'bogus'; valid: train, eval, table\n"
+
+
+@pytest.mark.parametrize("command,own,foreign", [("eval", "run_dir:", "optim"), ("table", "compare:", "optim")])
+def test_each_command_has_its_own_help(command, own, foreign):
+    out = reftrun(command, "--help").stdout
+    assert out.startswith(f"usage: reftrun {command}") and own in out and foreign not in out
+
+
+def test_the_readmes_custom_intervention_example_verbatim(tmp_path, tiny_model_dir, commonsense_dir):
+    """The README's file and command as written (the tiny model and short-run settings appended), run by the
+    installed `reftrun` script from the folder that holds the file: no `python -m`, so cwd is not on sys.path."""
+    import shlex
+    source = next(b for b in readme_blocks("python") if b.startswith("# my_interventions.py"))
+    command = next(b for b in readme_blocks("bash") if "imports=[my_interventions]" in b).strip()
+    (tmp_path / "my_interventions.py").write_text(source)
+    script = Path(sys.executable).with_name("reftrun")
+    words = shlex.split(command)
+    assert words[0] == "reftrun" and script.exists()
+    run = tmp_path / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([str(script), *words[1:], *tiny_args(tiny_model_dir, commonsense_dir), "optim.max_steps=1",
+                           "eval.before=false", "eval.sets=[boolq]", f"hydra.run.dir={run}"], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((run / "reft.json").read_text())["intervention"] == "scaled_steer"
+
+
+@pytest.mark.parametrize("task,fetch", [("commonsense", "commonsense"), ("math", "arithmetic"), ("alpaca", "alpaca")])
+def test_missing_data_names_the_tasks_own_prepare_data_subcommand(tmp_path, tiny_model_dir, task, fetch):
+    data = tmp_path / "nodata"
+    assert_one_line_error(tmp_path, f"python scripts/prepare_data.py {fetch} --data-dir {data}", "model=hub",
+                          f"model.name_or_path={tiny_model_dir}", f"task={task}", f"task.data_dir={data}")

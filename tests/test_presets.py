@@ -71,7 +71,10 @@ def test_table_beside_the_paper_in_three_formats_and_a_figure(tmp_path):
     assert lines[3].startswith("| paper (table2/llama-7b/loreft) |") and "| 21.4 | 26.0 | 76.2 | 46.8 | 42.6 |" in lines[3]
     assert lines[4].startswith("| Δ ours − paper |") and "| -0.4 | +0.0 | -0.2 | -0.8 | -0.4 |" in lines[4]
     assert (tmp_path / "fig.png").stat().st_size > 1000
-    assert build_table(str(tmp_path), fmt="csv").splitlines()[1].endswith(",2/2,21.0 ± 1.4,26.0 ± 1.4,76.0 ± 1.4,46.0 ± 1.4,42.2 ± 1.4")
+    csv = build_table(str(tmp_path), fmt="csv").splitlines()  # a program reads it: mean, sd and n in their own columns
+    assert csv[0].endswith(",seeds,AQuA mean,AQuA sd,AQuA n,gsm8k mean,gsm8k sd,gsm8k n,mawps mean,mawps sd,mawps n,"
+                           "SVAMP mean,SVAMP sd,SVAMP n,average mean,average sd,average n")
+    assert csv[1].endswith(",2/2,21.0000,1.4142,2,26.0000,1.4142,2,76.0000,1.4142,2,46.0000,1.4142,2,42.2500,1.4142,2")
     latex = build_table(str(tmp_path), fmt="latex")
     assert latex.startswith("\\begin{tabular}") and "21.0 $\\pm$ 1.4" in latex
     fake_run(tmp_path, "s44", "table2/llama-7b/loreft", 44, {})  # a failed seed: no silent mean over fewer seeds

@@ -46,21 +46,52 @@ def same_result(a, b):
 def test_kill_and_resume_is_bit_identical(tmp_path, tiny_model_dir, commonsense_dir):
     reference = tmp_path / "reference"
     reftrun("train", *tiny_args(tiny_model_dir, commonsense_dir), *RESUMABLE, f"hydra.run.dir={reference}")
-    kills = [(3, signal.SIGKILL), (11, signal.SIGKILL), (7, signal.SIGTERM)]
+    kills = [(3, signal.SIGKILL), (11, signal.SIGKILL), (7, signal.SIGTERM), (5, signal.SIGINT)]
     for steps, sig in kills:
         run = tmp_path / f"killed_{steps}_{sig.name}"
         proc = start(tiny_model_dir, commonsense_dir, run)
         interrupt_after(proc, run, steps, sig)
-        assert proc.returncode == (-9 if sig == signal.SIGKILL else 143), proc.stderr.read()
-        if sig == signal.SIGTERM:  # preemption: a checkpoint at the step it stopped, and a clear status
+        stderr = proc.stderr.read()
+        assert proc.returncode == {signal.SIGKILL: -9, signal.SIGTERM: 143, signal.SIGINT: 130}[sig], stderr
+        if sig != signal.SIGKILL:  # preemption or Ctrl-C: a checkpoint at the step it stopped, and a clear status
             status = json.loads((run / "run.json").read_text())
             assert status["status"] == "interrupted" and (run / "checkpoint.pt").exists()
-            assert "re-run the same command to resume" in proc.stderr.read()
+            (line,) = [l for l in stderr.splitlines() if l.startswith("reftrun:")]
+            assert line.startswith(f"reftrun: {sig.name} at step ") and "re-run the same command to resume" in line
+            assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
         assert not (run / "interventions.safetensors").exists()
         out = reftrun("train", *tiny_args(tiny_model_dir, commonsense_dir), *RESUMABLE, f"hydra.run.dir={run}")
         assert "resuming" in out.stdout
         same_result(reference, run)
         assert not (run / "checkpoint.pt").exists() and json.loads((run / "run.json").read_text())["status"] == "done"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_an_interrupted_final_evaluation_keeps_the_training_and_resumes_to_evaluation(tmp_path, tiny_model_dir,
+                                                                                       commonsense_dir, sig):
+    args = [*tiny_args(tiny_model_dir, commonsense_dir), "optim.max_steps=3", "checkpoint_every=0", "eval.before=false",
+            "eval.batch_size=1", "task.max_new_tokens=300", f"hydra.run.dir={tmp_path / 'run'}"]
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "reftrun.cli", "train", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline and not (run / "checkpoint.pt").exists():
+        time.sleep(0.002)  # with checkpoint_every=0 the checkpoint appears when training ends, before the evaluation
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    proc.wait(timeout=300)
+    stderr = proc.stderr.read()
+    assert proc.returncode == 128 + sig, stderr
+    (line,) = [l for l in stderr.splitlines() if l.startswith("reftrun:")]
+    assert line.startswith(f"reftrun: {sig.name} during the final evaluation") and "Traceback" not in stderr
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    assert (run / "checkpoint.pt").exists()
+    log = (run / "train_log.jsonl").read_text()
+    out = reftrun("train", *args)
+    assert "from the checkpoint at step 3/3" in out.stdout
+    assert (run / "train_log.jsonl").read_text() == log  # straight to evaluation: no step was redone
+    assert json.loads((run / "run.json").read_text())["status"] == "done" and not (run / "checkpoint.pt").exists()
+    assert set(json.loads((run / "metrics.json").read_text())["after"]) >= {"boolq", "average"}
 
 
 def test_nan_loss_stops_with_one_line_and_keeps_the_last_checkpoint(tmp_path, tiny_model_dir, commonsense_dir):
@@ -85,7 +116,7 @@ def test_a_failing_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_mo
     statuses = {p.name: json.loads((p / "run.json").read_text())["status"] for p in sweep.iterdir() if p.is_dir()}
     assert statuses == {"lr0.0009": "done", "lr1e+30": "failed"}
     table = reftrun("table", f"runs={sweep}").stdout
-    assert "— (0/1)" in table and "0/1" in table
+    assert "— (0/1)" in table and "| 0/1 |" in table
 
 
 def test_torchrun_two_processes_equal_one_process_with_the_same_global_batch(tmp_path, tiny_model_dir, commonsense_dir):

@@ -4,12 +4,12 @@ One file, run_dir/checkpoint.pt, replaced atomically: interventions, optimizer, 
 RNG states and the number of finished steps (which fixes the data position). It holds only tensors and
 plain Python values and is read back with torch.load(weights_only=True): no pickle code runs.
 """
-import os
 import random
-import tempfile
 from pathlib import Path
 
 import torch
+
+from .runio import atomic_write
 
 NAME = "checkpoint.pt"
 
@@ -21,10 +21,7 @@ def save_checkpoint(run_dir: Path, step: int, reft, head: dict, opt, sched, scal
         "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{NAME}.")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, Path(run_dir) / NAME)
+    atomic_write(Path(run_dir) / NAME, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(run_dir: Path, reft, head: dict, opt, sched, scaler) -> dict | None:

@@ -3,19 +3,21 @@
 Configs come from the package's conf/ (a wheel) or the checkout's conf/ (editable install).
 Bad input ends with one line on stderr and exit code 2 (HYDRA_FULL_ERROR=1 shows the traceback).
 """
-import json
 import os
+import difflib
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import hydra
+from hydra._internal import utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, config_changes, validate
-from .runio import write_json
+from .config import ConfigError, config_changes, load_yaml, validate
+from .runio import read_json, write_json
 
 
 def config_dir() -> Path:
@@ -30,11 +32,20 @@ CONF = config_dir()
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
 
 
-def check_group_choices(args: list[str]) -> None:
-    """Fail in one line on `task=nope` before Hydra prints its multi-line listing."""
+def check_group_choices(args: list[str], command: str = "train") -> None:
+    """Fail in one line on `task=nope` or `modl=x` before Hydra prints its multi-line listing."""
+    known = [*(GROUPS if command == "train" else []), *OmegaConf.load(CONF / f"{command}.yaml"), "hydra"]
     for arg in args:
-        key, sep, values = arg.lstrip("+~").partition("=")
-        if not sep or key not in GROUPS:
+        key, sep, values = arg.partition("=")
+        top = key.split(".")[0].split("/")[0]
+        if sep and not key.startswith(("+", "~")) and top not in known:
+            close = difflib.get_close_matches(top, known, n=1)
+            raise ConfigError(f"unknown key {top!r}" + (f"; did you mean {close[0]}?" if close else "")
+                              + f" valid: {', '.join(sorted(set(known) - {'defaults'}))}")
+        if key == "hydra/launcher" and values == "slurm" and shutil.which("srun") is None:
+            raise ConfigError("hydra/launcher=slurm needs a SLURM cluster (no srun here); leave it out to run on this machine")
+        key = key.lstrip("+~")
+        if not sep or key not in GROUPS or command != "train":
             continue
         valid = sorted(p.stem for p in (CONF / key).glob("*.yaml"))
         if "(" in values:  # a sweep function such as glob(t1_*) or choice(a,b): Hydra expands it
@@ -56,17 +67,16 @@ def _train(cfg: DictConfig) -> float | None:
     if run.dry_run:
         pass
     elif cfg.get("overwrite", False):
-        for name in ("checkpoint.pt", "metrics.json", "run.json"):
-            (run_dir / name).unlink(missing_ok=True)
+        clear_outputs(run_dir)
     elif saved.exists():  # the folder name fixes only some settings: never resume or skip a different run
-        changes = config_changes(OmegaConf.to_container(OmegaConf.load(saved)), resolved)
+        changes = config_changes(OmegaConf.to_container(load_yaml(saved)), resolved)
         if changes:
             raise ConfigError(f"{run_dir} holds a run with other settings ({'; '.join(changes[:3])}); "
                               "pass overwrite=true to replace it or hydra.run.dir=<dir> to keep both")
         status = run_dir / "run.json"
-        if status.exists() and json.loads(status.read_text()).get("status") == "done":
+        if status.exists() and read_json(status).get("status") == "done":
             print(f"[reftrun] {run_dir} already holds this finished run; skipping (overwrite=true redoes it)")
-            return json.loads((run_dir / "metrics.json").read_text())["after"].get("average", {}).get("accuracy")
+            return read_json(run_dir / "metrics.json")["after"].get("average", {}).get("accuracy")
     metrics = train(run, run_dir, resolved)
     if run.dry_run:
         remove_if_empty(run_dir)  # a dry run leaves nothing behind
@@ -74,6 +84,20 @@ def _train(cfg: DictConfig) -> float | None:
         print(f"\nrun folder: {run_dir}\n\n{run_summary(metrics)}")
         return metrics["after"].get("average", {}).get("accuracy")
     return None
+
+
+OUTPUTS = ("checkpoint.pt", "metrics.json", "run.json", "train_log.jsonl", "reft.json", "interventions.safetensors",
+           "head.safetensors", "predictions", "evals", "alpaca_eval", "alpaca_eval_outputs.json", "wandb")
+
+
+def clear_outputs(run_dir: Path) -> None:
+    """overwrite=true: the old run's outputs go first, so that none of them outlives it (only reftrun's own names)."""
+    for name in OUTPUTS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 SECRET = re.compile(r"(.*_)?(token|secret|password|api_?key|access_key)", re.IGNORECASE)
@@ -90,12 +114,14 @@ def redact(data):
 
 def _eval(cfg: DictConfig) -> None:
     from .evaluate_run import evaluate_run
+    if not cfg.get("run_dir"):
+        raise ConfigError("run_dir is required: reftrun eval run_dir=<a run folder written by reftrun train>")
     evaluate_run(cfg)
 
 
 def _table(cfg: DictConfig) -> None:
     from .table import build_table, find_runs
-    print(build_table(str(cfg.runs), cfg.stage, cfg.format, cfg.compare, cfg.figure))
+    print(build_table(str(cfg.runs), cfg.stage, cfg.format, cfg.compare, cfg.figure, cfg.get("eval")))
     if cfg.curves:
         from .curves import draw_curves
         runs = find_runs(str(cfg.runs))
@@ -104,6 +130,7 @@ def _table(cfg: DictConfig) -> None:
 
 
 FAILURES: list[str] = []
+FAILED_FOLDERS: list[bool] = []  # whether each failed job left a folder holding its run.json
 
 
 def guarded(fn):
@@ -115,15 +142,19 @@ def guarded(fn):
             return fn(cfg)
         except Preempted as e:
             print(f"reftrun: {e}", file=sys.stderr)
-            sys.exit(143)
+            sys.exit(e.code)
+        except KeyboardInterrupt:  # Ctrl-C before a run's own handler is installed (or in eval/table)
+            print("reftrun: interrupted", file=sys.stderr)
+            sys.exit(130)
         except (ConfigError, OSError, ValueError, FloatingPointError, RuntimeError, ImportError) as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            message = one_line(e)
             print(f"reftrun: error: {message}", file=sys.stderr)
-            record_failure(cfg, message)
+            kept = record_failure(cfg, message)
             if HydraConfig.get().mode == RunMode.MULTIRUN:
                 FAILURES.append(message)
+                FAILED_FOLDERS.append(kept)
                 return
             sys.exit(2)
     return run
@@ -137,44 +168,102 @@ def remove_if_empty(run_dir: Path) -> None:
         folder.rmdir()
 
 
-def record_failure(cfg: DictConfig, message: str) -> None:
-    """A failed train job says so in its own folder (never in another run's); an empty folder is removed."""
+def record_failure(cfg: DictConfig, message: str) -> bool:
+    """A failed train job says so in its own folder (never in another run's); an empty folder is removed.
+    Returns whether the folder now holds the failure in its run.json."""
     if HydraConfig.get().job.config_name != "train" or "run_dir" not in cfg:
-        return
+        return False
     run_dir = Path(str(cfg.run_dir))
     if not run_dir.is_dir():
-        return
+        return False
     if not any(run_dir.iterdir()):
         remove_if_empty(run_dir)
-        return
+        return False
     saved = run_dir / "config.yaml"
     current = redact(OmegaConf.to_container(cfg, resolve=True))
-    if saved.exists() and not config_changes(OmegaConf.to_container(OmegaConf.load(saved)), current):
+    try:
+        same = saved.exists() and not config_changes(OmegaConf.to_container(load_yaml(saved)), current)
         status = run_dir / "run.json"
-        previous = json.loads(status.read_text()) if status.exists() else {}
-        write_json(status, {**previous, "status": "failed", "error": message})
+        if same:
+            write_json(status, {**(read_json(status) if status.exists() else {}), "status": "failed", "error": message})
+        return same
+    except (ValueError, OSError):  # a corrupt or unwritable folder: the message on stderr is all there is
+        return False
 
 
 APPS = {"train": guarded(_train), "eval": guarded(_eval), "table": guarded(_table)}
 
 
+USAGE = """usage: reftrun <command> [key=value ...]
+
+commands:
+  train   train one ReFT run (a grid with -m) and write its run folder under runs/
+  eval    score a finished run folder again; results go to <run folder>/evals/<name>/
+  table   mean ± sd over seeds per eval set from run folders (markdown, csv or latex)
+
+most common:
+  reftrun train
+  reftrun train task=commonsense task.data_dir=data rank=4 layers=[2,10,18] positions=f3+l3 share_weights=false
+
+reftrun <command> --help shows that command's settings."""
+
+
+def one_line(ex: Exception, doing: str = "write") -> str:
+    """An error raised by Hydra itself (composing the config, creating the run folder, launching, a sweeper's
+    end) as one line that names the value."""
+    text = f"{ex} {ex.__cause__ or ''}"
+    missing = re.search(r"Missing mandatory value: ([\w.]+)", text)
+    if missing and missing.group(1) == "model.name_or_path":
+        return "model=hub needs model.name_or_path=<hub id or local folder>, e.g. model.name_or_path=meta-llama/Llama-2-7b-hf"
+    if missing:
+        return f"{missing.group(1)} is required; pass {missing.group(1)}=<value>"
+    if isinstance(ex, OSError) and ex.filename:
+        return f"cannot {doing} {ex.filename} ({ex.strerror}); pass hydra.run.dir=<a writable folder>"
+    return str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__
+
+
+def run_and_report(func):
+    """Replaces Hydra's reporter: its errors become one line and exit 2, like reftrun's own."""
+    try:
+        return func()
+    except Exception as ex:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        message = f"all {len(FAILURES)} job(s) of the sweep failed; the first: {FAILURES[0]}" if FAILURES \
+            else one_line(ex, "create the run folder")
+        print(f"reftrun: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def command_help(command: str) -> str:
+    """eval's and table's own settings: their yaml's documented keys (Hydra's help would list train's groups)."""
+    text = (CONF / f"{command}.yaml").read_text().split("\ndefaults:")[0]
+    return f"usage: reftrun {command} [key=value ...]\n\n{text.strip()}"
+
+
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in APPS:
         given = sys.argv[1] if len(sys.argv) > 1 else ""
-        print(f"usage: reftrun {{{'|'.join(APPS)}}} [hydra overrides...]" + (f"\nunknown command {given!r}" if given not in ("", "-h", "--help") else ""),
-              file=sys.stderr)
+        print(USAGE)
+        if given not in ("", "-h", "--help"):
+            print(f"reftrun: error: unknown command {given!r}; valid: {', '.join(APPS)}", file=sys.stderr)
         sys.exit(0 if given in ("-h", "--help") else 2)
     command = sys.argv.pop(1)
+    if command != "train" and {"-h", "--help"} & set(sys.argv[1:]):
+        print(command_help(command))
+        sys.exit(0)
     sys.argv[0] = f"reftrun {command}"
+    hydra_utils.run_and_report = run_and_report
     app = hydra.main(config_path=str(CONF), config_name=command, version_base="1.3")(APPS[command])
     try:
-        check_group_choices(sys.argv[1:])
+        check_group_choices(sys.argv[1:], command)
     except ConfigError as e:
         print(f"reftrun: error: {e}", file=sys.stderr)
         sys.exit(2)
     app()
     if FAILURES:
-        print(f"reftrun: {len(FAILURES)} job(s) of the sweep failed; see run.json in their folders", file=sys.stderr)
+        where = "; see run.json in their folders" if any(FAILED_FOLDERS) else ""
+        print(f"reftrun: {len(FAILURES)} job(s) of the sweep failed (the first: {FAILURES[0]}){where}", file=sys.stderr)
         sys.exit(1)
 
 

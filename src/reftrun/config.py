@@ -6,6 +6,7 @@ bad value and the valid choices. Defaults live in conf/*.yaml; each field is doc
 import importlib
 import importlib.util
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass, field, fields
@@ -74,7 +75,7 @@ class OptimConfig:
     batch_size: int = 8
     grad_accum: int = 1
     epochs: float = 1.0
-    max_steps: int = -1               # > 0 caps optimizer steps
+    max_steps: int = -1               # > 0: exactly this many optimizer steps (overrides epochs); -1: use epochs
     max_grad_norm: float = 1.0
     group_by_length: bool = True      # length-grouped shuffled batches (less padding)
 
@@ -112,6 +113,18 @@ class RunConfig:
     imports: list[str] = field(default_factory=list)  # modules to import first (e.g. your own @register'd intervention)
 
 
+def load_yaml(path) -> DictConfig:
+    """A saved config.yaml; a corrupt one is one line that names it."""
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as e:  # yaml's parser and OmegaConf raise many kinds
+        raise ConfigError(f"{path} is not a valid config ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                          "repair or delete it")
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{path} is not a valid config (expected a mapping of settings)")
+    return cfg
+
+
 def _build(cls, data: dict, where: str):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
@@ -146,6 +159,8 @@ def installed(module: str) -> bool:
 
 
 def check_run(run: RunConfig) -> RunConfig:
+    if run.imports and os.getcwd() not in sys.path:  # `imports=[my_interventions]` finds ./my_interventions.py
+        sys.path.insert(0, os.getcwd())
     for module in run.imports:
         try:
             importlib.import_module(module)
@@ -160,11 +175,17 @@ def check_run(run: RunConfig) -> RunConfig:
     except ValueError as e:
         raise ConfigError(str(e))
     _check(isinstance(run.share_weights, bool), f"share_weights {run.share_weights!r} must be true or false")
-    _check(_is_int(run.seed), f"seed {run.seed!r} must be an integer")
+    _check(_is_int(run.seed) and run.seed >= 0, f"seed {run.seed!r} must be an integer ≥ 0")
     _check(run.compat in ("paper", "pyreft"), f"compat {run.compat!r} is unknown; valid: paper, pyreft")
     _check(run.autocast in (None, "bfloat16", "float16"), f"autocast {run.autocast!r} is unknown; valid: null, bfloat16, float16")
     bad = sorted(set(run.decoding) - DECODING_KEYS)
     _check(not bad, f"decoding.{bad[0] if bad else ''} is unknown; valid: {', '.join(sorted(DECODING_KEYS))}")
+    _check(isinstance(run.device, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", run.device) is not None,
+           f"device {run.device!r} is unknown; valid: auto, cpu, cuda, cuda:N, mps")
+    if run.device != "auto" and run.device != "cpu":
+        import torch
+        available = torch.cuda.is_available() if run.device.startswith("cuda") else torch.backends.mps.is_available()
+        _check(available, f"device {run.device!r} is not available to this torch ({torch.__version__}); valid here: auto, cpu")
     _check(run.logger in ("none", "wandb"), f"logger {run.logger!r} is unknown; valid: none, wandb")
     for where, value in (("model.dtype", run.model.dtype), ("intervention.dtype", run.intervention.dtype)):
         _check(value in DTYPES, f"{where} {value!r} is unknown; valid: {', '.join(DTYPES)}")
@@ -180,6 +201,8 @@ def check_run(run: RunConfig) -> RunConfig:
     _check(_is_int(o.batch_size) and o.batch_size > 0, f"optim.batch_size {o.batch_size!r} must be a positive integer")
     _check(_is_int(o.grad_accum) and o.grad_accum > 0, f"optim.grad_accum {o.grad_accum!r} must be a positive integer")
     _check(0 <= o.warmup_ratio < 1, f"optim.warmup_ratio {o.warmup_ratio} must be in [0, 1)")
+    _check(_is_int(o.max_steps) and (o.max_steps > 0 or o.max_steps == -1),
+           f"optim.max_steps {o.max_steps!r} is not allowed; valid: a positive integer, or -1 to run optim.epochs")
     _check(o.epochs > 0 or o.max_steps > 0, "optim.epochs or optim.max_steps must be positive")
     _check(_is_int(run.log_every) and run.log_every > 0, f"log_every {run.log_every!r} must be a positive integer")
     _check(run.task.max_train_examples is None or (_is_int(run.task.max_train_examples) and run.task.max_train_examples > 0),
@@ -189,6 +212,8 @@ def check_run(run: RunConfig) -> RunConfig:
     missing = [m for m, needed in needs.items() if needed and not installed(m)]
     _check(not missing, f"{', '.join(missing)} is not installed; pip install -e '.[{'wandb' if 'wandb' in missing else 'glue'}]'")
     _check(_is_int(run.checkpoint_every) and run.checkpoint_every >= 0, f"checkpoint_every {run.checkpoint_every!r} must be an integer ≥ 0")
+    _check(run.eval.max_examples is None or (_is_int(run.eval.max_examples) and run.eval.max_examples > 0),
+           f"eval.max_examples {run.eval.max_examples!r} must be a positive integer or null (all examples)")
     _check(_is_int(run.eval.batch_size) and run.eval.batch_size > 0, f"eval.batch_size {run.eval.batch_size!r} must be a positive integer")
     return run
 

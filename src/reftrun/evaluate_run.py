@@ -1,32 +1,45 @@
 """`reftrun eval run_dir=<dir>`: reload a run's interventions from its folder and score them again.
 
 Only the run folder is needed (config.yaml, reft.json, interventions.safetensors); `eval.*` overrides
-select sets and caps. Results merge into metrics.json under "after" without touching other entries.
+select sets and caps. Results go to <run_dir>/evals/<name>/ (metrics.json, predictions/after/), beside the
+training's own results, which are never touched; `reftrun table eval=<name>` reads them.
 """
-import json
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .config import validate
+from .config import ConfigError, load_yaml, slug, validate
 from .data import Collator
-from .evaluate import evaluate, with_average
+from .evaluate import evaluate
 from .models import load_model, load_tokenizer, model_shape
-from .runio import load_head, load_reft, merge_metrics
+from .runio import load_head, load_reft, read_json, write_json
 from .table import run_summary
 from .train import build_task
+
+
+def eval_name(cfg: DictConfig) -> str:
+    """The folder under evals/: `name=` if given, else the overrides (e.g. 'piqa_max3'), or 'default'."""
+    if cfg.get("name"):
+        name = slug(cfg.name)
+        if not name or name in (".", ".."):
+            raise ConfigError(f"name {cfg.name!r} is not usable as a folder name")
+        return name
+    parts = [slug(cfg.eval.sets)] if cfg.eval.sets else []
+    parts += [f"max{cfg.eval.max_examples}"] if cfg.eval.max_examples is not None else []
+    return "_".join(parts) or "default"
 
 
 def evaluate_run(cfg: DictConfig) -> dict:
     run_dir = Path(str(cfg.run_dir))
     if not (run_dir / "config.yaml").exists():
         raise FileNotFoundError(f"run directory {run_dir} does not exist or holds no config.yaml")
-    saved = OmegaConf.load(run_dir / "config.yaml")
+    saved = load_yaml(run_dir / "config.yaml")
     overrides = {k: v for k, v in OmegaConf.to_container(cfg.eval).items() if v is not None}
     saved.eval = OmegaConf.merge(saved.get("eval", {}), overrides)
     if cfg.get("device"):
         saved.device = cfg.device
     run = validate(saved)
+    out = run_dir / "evals" / eval_name(cfg)
     task, sets = build_task(run)
     reft = load_reft(run_dir)
     hidden_size, _ = model_shape(reft.spec.base_model, run.model.trust_remote_code)  # config only: no weights yet
@@ -41,11 +54,13 @@ def evaluate_run(cfg: DictConfig) -> dict:
         load_head(run_dir, model)
     reft = reft.to(device)
     collator = Collator(tok.pad_token_id, reft.spec)
-    after = evaluate(model, tok, reft, task, sets, collator, device, run_dir, "after", batch_size=run.eval.batch_size,
+    after = evaluate(model, tok, reft, task, sets, collator, device, out, "after", batch_size=run.eval.batch_size,
                      max_length=run.model.max_length, max_examples=run.eval.max_examples,
                      max_new_tokens=run.task.max_new_tokens, decoding=run.decoding)
-    path = run_dir / "metrics.json"
-    earlier = json.loads(path.read_text()).get("after", {}) if path.exists() else {}
-    metrics = merge_metrics(run_dir, {"after": with_average({**earlier, **after})})  # other sets are kept
-    print(run_summary(metrics))
+    metrics = {"after": after, "eval": OmegaConf.to_container(saved.eval)}
+    training = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").exists() else {}
+    if "before" in training:  # the untrained scores, where they were measured on the same examples
+        metrics["before"] = {s: m for s, m in training["before"].items() if s in after and m.get("n") == after[s].get("n")}
+    write_json(out / "metrics.json", metrics)
+    print(f"results: {out}\n\n{run_summary(metrics)}")
     return metrics

@@ -85,7 +85,17 @@ def model_config(name_or_path: str, trust_remote_code: bool = False, architectur
     from transformers import AutoConfig
     if architecture:
         return AutoConfig.for_model(**architecture)
-    return AutoConfig.from_pretrained(model_path(name_or_path), trust_remote_code=trust_remote_code)
+    local = name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1 or os.path.isdir(name_or_path)
+    if local and not os.path.isdir(os.path.expanduser(name_or_path)):
+        raise FileNotFoundError(f"model path {name_or_path} does not exist (a local path: the hub was not tried)")
+    try:
+        return AutoConfig.from_pretrained(model_path(name_or_path), trust_remote_code=trust_remote_code)
+    except OSError as e:
+        if local:
+            raise OSError(f"model folder {name_or_path} holds no usable config.json ({str(e).splitlines()[0]})")
+        where = "HF_HUB_OFFLINE=1, so the hub was not tried" if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") \
+            else "nor could it be fetched from the hub"
+        raise OSError(f"model {name_or_path} is not in the local cache ({where}); fetch it once online, or pass a local folder")
 
 
 def model_shape(name_or_path: str, trust_remote_code: bool = False, architecture: dict | None = None) -> tuple[int, int]:

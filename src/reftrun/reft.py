@@ -49,6 +49,9 @@ def parse_layers(layers: str | int | list, num_layers: int) -> list[int]:
         raise ValueError(f"layers {layers!r} is malformed; valid: all, a list like [2,10,18], or a range like 0-15")
     if not ids:
         raise ValueError(f"layers {layers!r} selects no layer; valid: all, a list like [2,10,18], or a range like 0-15")
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"layers {layers!r} names layer {twice[0]} more than once; valid: each layer at most once")
     bad = [i for i in ids if not 0 <= i < num_layers]
     if bad:
         raise ValueError(f"layers {layers!r} out of range for a {num_layers}-layer model; valid: 0..{num_layers - 1} or all")

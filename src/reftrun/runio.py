@@ -6,7 +6,6 @@ renamed, so an interrupted run never leaves a truncated file behind.
 """
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -18,13 +17,32 @@ from .reft import Reft, ReftSpec
 WEIGHTS, SPEC, HEAD = "interventions.safetensors", "reft.json", "head.safetensors"
 
 
-def atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, content) -> None:
+    """Write `content` (text, or a function that writes a file at the path it is given) to a temporary name
+    beside `path`, then rename it: never a half-written file. The file's mode honours the umask (mkstemp and
+    safetensors create 0600 files, which colleagues on a shared cluster cannot read)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if callable(content):
+            content(tmp)
+        else:
+            tmp.write_text(content)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_json(path: Path):
+    """A JSON file's contents; a corrupt file is one line that names it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({getattr(e, 'msg', e)}); repair or delete it")
 
 
 def write_json(path: Path, data) -> None:
@@ -38,7 +56,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 def merge_metrics(run_dir: Path, updates: dict) -> dict:
     """Read metrics.json, update it one level deep, write it back atomically."""
     path = Path(run_dir) / "metrics.json"
-    metrics = json.loads(path.read_text()) if path.exists() else {}
+    metrics = read_json(path) if path.exists() else {}
     for key, value in updates.items():
         if isinstance(value, dict) and isinstance(metrics.get(key), dict):
             metrics[key].update(value)
@@ -49,10 +67,8 @@ def merge_metrics(run_dir: Path, updates: dict) -> dict:
 
 
 def _save_tensors(tensors: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata={"format": "reftrun"})
-    os.replace(tmp, path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "reftrun"}))
 
 
 def save_reft(reft: Reft, run_dir: Path, head: dict | None = None) -> None:
@@ -85,10 +101,13 @@ def load_reft(run_dir: Path, hidden_size: int | None = None) -> Reft:
     for p in (spec_path, weights_path):
         if not p.exists():
             raise FileNotFoundError(f"{p} not found; is {run_dir} a finished reftrun run folder?")
-    data = json.loads(spec_path.read_text())
-    data.pop("num_parameters", None)
-    data.pop("head_parameters", None)
-    spec = ReftSpec(**data)
+    data = read_json(spec_path)
+    try:
+        data.pop("num_parameters", None)
+        data.pop("head_parameters", None)
+        spec = ReftSpec(**data)
+    except (AttributeError, TypeError) as e:
+        raise ValueError(f"{spec_path} is malformed ({e}); it does not describe interventions")
     if hidden_size is not None and hidden_size != spec.hidden_size:
         raise ValueError(f"interventions in {run_dir} are for hidden size {spec.hidden_size}, "
                          f"but the model has hidden size {hidden_size}")

@@ -6,12 +6,14 @@ everything but the seed and reports mean ± sd over seeds per eval set (`reftrun
 import glob
 import json
 import statistics
+import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .config import identity
+from .config import ConfigError, identity, load_yaml
 from .evaluate import headline
+from .runio import read_json
 
 
 def run_summary(metrics: dict) -> str:
@@ -33,14 +35,18 @@ def run_summary(metrics: dict) -> str:
 
 
 def find_runs(pattern: str) -> list[Path]:
-    """A directory (searched recursively) or a glob; a run is a folder with config.yaml."""
+    """A directory (searched recursively) or a glob; a run is a folder with config.yaml. A folder holding
+    run.json or metrics.json without config.yaml cannot be placed in a row: it is named on stderr."""
     roots = [Path(p) for p in sorted(glob.glob(pattern))] if any(c in pattern for c in "*?[") else [Path(pattern)]
-    runs = set()
+    runs, orphans = set(), set()
     for root in roots:
         if (root / "config.yaml").exists():
             runs.add(root)
         elif root.is_dir():
-            runs.update(p.parent for p in root.rglob("config.yaml") if ".hydra" not in p.parts)
+            for name, found in (("config.yaml", runs), ("run.json", orphans), ("metrics.json", orphans)):
+                found.update(p.parent for p in root.rglob(name) if ".hydra" not in p.parts and "evals" not in p.parts)
+    for orphan in sorted(orphans - runs):
+        print(f"reftrun: warning: {orphan} holds results but no config.yaml; it is left out of the table", file=sys.stderr)
     if not runs:
         raise FileNotFoundError(f"no run folders match {pattern!r}; pass a runs directory or a glob like 'runs/*/*'")
     return sorted(runs)
@@ -68,14 +74,21 @@ def paper_score(row: str | None, eval_set: str, config: dict) -> float | None:
     return scores.get(eval_set)
 
 
-def collect(pattern: str, stage: str = "after") -> tuple[list[dict], list[str]]:
-    """Group runs by everything but the seed: one dict per row with its name, config, per-set values and counts."""
+STAGES, COMPARE, FORMATS = ("after", "before"), (None, "paper"), ("markdown", "csv", "latex")
+
+
+def collect(pattern: str, stage: str = "after", eval_name: str | None = None) -> tuple[list[dict], list[str]]:
+    """Group runs by everything but the seed: one dict per row with its name, config, per-set values and counts.
+    Results are the training's own (metrics.json) unless `eval_name` picks a re-evaluation (evals/<name>/)."""
     groups: dict[tuple, dict] = {}
     sets: list[str] = []
     for run in find_runs(pattern):
-        config = OmegaConf.to_container(OmegaConf.load(run / "config.yaml"))
-        metrics_path = run / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()).get(stage, {}) if metrics_path.exists() else {}
+        config = OmegaConf.to_container(load_yaml(run / "config.yaml"))
+        metrics_path = run / "evals" / eval_name / "metrics.json" if eval_name else run / "metrics.json"
+        metrics = read_json(metrics_path) if metrics_path.exists() else {}
+        if not isinstance(metrics, dict) or not isinstance(metrics.get(stage, {}), dict):
+            raise ValueError(f"{metrics_path} is malformed (expected {{stage: {{set: metrics}}}}); repair or delete it")
+        metrics = metrics.get(stage, {})
         group = groups.setdefault(_identity(config), {"config": config, "runs": []})
         group["runs"].append(metrics)
         sets += [s for s in metrics if s != "average" and s not in sets]
@@ -88,38 +101,56 @@ def collect(pattern: str, stage: str = "after") -> tuple[list[dict], list[str]]:
         name["tied"] = "tied" if name["tied"] == "True" else "untied"
         if varying:
             name["other"] = ", ".join(f"{k}={json.loads(fields[k])}" for k in varying if k in fields)
-        values = {s: [100 * headline(m[s]) for m in runs if headline(m.get(s, {})) is not None] for s in sets}
-        rows.append({"name": name, "config": group["config"], "n_runs": len(runs), "values": values,
-                     "done": sum(1 for m in runs if m)})
+        scored = {s: [m[s] for m in runs if headline(m.get(s, {})) is not None] for s in sets}
+        rows.append({"name": name, "config": group["config"], "n_runs": len(runs), "done": sum(1 for m in runs if m),
+                     "values": {s: [100 * headline(m) for m in scored[s]] for s in sets},
+                     "present": {s: sum(1 for m in runs if s in m) for s in sets},
+                     "examples": {s: sorted({m.get("n") for m in scored[s]}, key=str) for s in sets}})
     return rows, sets
 
 
-def _cell(values: list[float], n_runs: int) -> str:
-    """mean ± sd over seeds; "—" with the count found whenever any seed is missing (never a partial mean)."""
-    if not values or len(values) < n_runs:
-        return f"— ({len(values)}/{n_runs})"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.1f} ± {sd:.1f}"
+def _stats(row: dict, s: str | None) -> dict:
+    """One cell (a set, or the average for s=None): mean, sd and the seeds found, or why there is no mean.
+    Never a partial mean: every seed must be there, and all scored on the same number of examples."""
+    values = row["values"][s] if s else _average(row)
+    n, runs = len(values), row["n_runs"]
+    if s and not values and row["done"] and not row["present"][s]:
+        return {"n": 0, "why": "not evaluated"}  # the finished runs never scored this set: not a missing seed
+    if not values or n < runs:
+        return {"n": n, "why": f"{n}/{runs}"}
+    examples = row["examples"][s] if s else sorted({n for x in row["examples"].values() if len(x) > 1 for n in x}, key=str)
+    if len(examples) > 1:
+        return {"n": n, "why": f"seeds scored on different n: {', '.join(map(str, examples))}"}
+    return {"n": n, "mean": statistics.mean(values), "sd": statistics.stdev(values) if n > 1 else 0.0}
 
 
-def _average(row: dict, sets: list[str]) -> list[float]:
-    """Per-seed averages over the row's sets, only where every set has every seed."""
-    per_set = [row["values"][s] for s in sets if row["values"][s]]
+def _cell(stats: dict) -> str:
+    return f"{stats['mean']:.1f} ± {stats['sd']:.1f}" if "mean" in stats else f"— ({stats['why']})"
+
+
+def _average(row: dict) -> list[float]:
+    """Per-seed averages over the sets this row scored, only where every set has every seed."""
+    per_set = [v for v in row["values"].values() if v]
     if not per_set or any(len(v) != row["n_runs"] for v in per_set):
         return []
     return [statistics.mean(seed) for seed in zip(*per_set)]
 
 
 def build_table(pattern: str, stage: str = "after", fmt: str = "markdown", compare: str | None = None,
-                figure: str | None = None) -> str:
-    rows, sets = collect(pattern, stage)
-    head = list(rows[0]["name"]) + ["seeds"] + sets + ["average"]
+                figure: str | None = None, eval_name: str | None = None) -> str:
+    for key, value, valid in (("stage", stage, STAGES), ("compare", compare, COMPARE), ("format", fmt, FORMATS)):
+        if value not in valid:
+            raise ConfigError(f"{key} {value!r} is unknown; valid: {', '.join(str(v).lower() for v in valid)}")
+    rows, sets = collect(pattern, stage, eval_name)
+    columns = sets + ["average"]
+    csv = fmt == "csv"  # a program reads it: mean, sd and n (seeds found) in columns of their own
+    head = list(rows[0]["name"]) + ["seeds"] + ([f"{c} {x}" for c in columns for x in ("mean", "sd", "n")] if csv else columns)
     lines = []
     for row in rows:
-        row_sets = [s for s in sets if row["values"][s] or row["n_runs"]]
-        cells = list(row["name"].values()) + [f"{row['done']}/{row['n_runs']}"]
-        cells += [_cell(row["values"][s], row["n_runs"]) for s in sets] + [_cell(_average(row, row_sets), row["n_runs"])]
-        lines.append(cells)
+        cells = [_stats(row, s) for s in sets] + [_stats(row, None)]
+        lines.append(list(row["name"].values()) + [f"{row['done']}/{row['n_runs']}"]
+                     + ([x for c in cells for x in (_num(c.get("mean")), _num(c.get("sd")), c["n"])] if csv
+                        else [_cell(c) for c in cells]))
         if compare == "paper":
             paper_row = row["config"].get("paper_row")
             paper = [paper_score(paper_row, s, row["config"]) for s in sets]
@@ -127,15 +158,22 @@ def build_table(pattern: str, stage: str = "after", fmt: str = "markdown", compa
             known = [p for p in paper if p is not None]
             avg = PAPER[paper_row]["average"] if paper_row in PAPER and len(known) == len(PAPER[paper_row]["scores"]) \
                 else (statistics.mean(known) if known and len(known) == len(paper) else None)
-            lines.append(["paper" + (f" ({paper_row})" if paper_row else ": no row"), *blank[1:]]
-                         + [f"{p:.1f}" if p is not None else "—" for p in paper] + [f"{avg:.1f}" if avg is not None else "—"])
-            ours = [statistics.mean(row["values"][s]) if row["values"][s] and len(row["values"][s]) == row["n_runs"] else None
-                    for s in sets] + [statistics.mean(_average(row, row_sets)) if _average(row, row_sets) else None]
-            lines.append(["Δ ours − paper", *blank[1:]] + [f"{o - p:+.1f}" if o is not None and p is not None else "—"
-                                                          for o, p in zip(ours, paper + [avg])])
+            ours = [c.get("mean") for c in cells]
+            diffs = [o - p if o is not None and p is not None else None for o, p in zip(ours, paper + [avg])]
+            for label, values in (("paper" + (f" ({paper_row})" if paper_row else ": no row"), paper + [avg]),
+                                  ("Δ ours − paper", diffs)):
+                if csv:
+                    lines.append([label, *blank[1:]] + [x for v in values for x in (_num(v), "", "")])
+                else:
+                    fmt_value = (lambda v: f"{v:+.1f}") if label.startswith("Δ") else (lambda v: f"{v:.1f}")
+                    lines.append([label, *blank[1:]] + [fmt_value(v) if v is not None else "—" for v in values])
     if figure:
         draw(rows, sets, figure)
     return render(head, lines, fmt)
+
+
+def _num(value: float | None) -> str:
+    return f"{value:.4f}" if value is not None else ""
 
 
 def render(head: list[str], lines: list[list[str]], fmt: str) -> str:
@@ -150,30 +188,39 @@ def render(head: list[str], lines: list[list[str]], fmt: str) -> str:
         body = [" & ".join(escape(c) for c in line) + " \\\\" for line in lines]
         return "\n".join(["\\begin{tabular}{" + "l" * len(head) + "}", "\\toprule",
                           " & ".join(escape(h) for h in head) + " \\\\", "\\midrule", *body, "\\bottomrule", "\\end{tabular}"])
-    if fmt != "markdown":
-        raise ValueError(f"unknown table format {fmt!r}; valid: markdown, csv, latex")
     return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(l) + " |" for l in lines])
 
 
-def draw(rows: list[dict], sets: list[str], path: str) -> None:
-    """Bars per eval set: ours (mean, sd as error bar) beside the paper's number, one panel per row."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ValueError("figure= needs matplotlib: pip install -e '.[plot]'")
-    fig, axes = plt.subplots(len(rows), 1, figsize=(max(6, 1.2 * len(sets)), 3 * len(rows)), squeeze=False)
+TITLE = {"rank": "rank", "layers": "layers", "positions": "positions"}  # bare numbers get their name
+
+
+def draw(rows: list[dict], sets: list[str], path: str):
+    """Bars per eval set: ours (mean, sd as error bar, clipped at 0) beside the paper's number, one panel per
+    row on one shared y-scale. Each bar is labelled with its value; a missing one says "missing"."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(rows), 1, figsize=(max(6, 1.2 * len(sets)), 3 * len(rows)), squeeze=False, sharey=True)
+    top = 0.0
     for ax, row in zip(axes[:, 0], rows):
         xs = range(len(sets))
-        ours = [statistics.mean(row["values"][s]) if row["values"][s] else 0 for s in sets]
-        sds = [statistics.stdev(row["values"][s]) if len(row["values"][s]) > 1 else 0 for s in sets]
+        cells = [_stats(row, s) for s in sets]
+        ours = [c.get("mean") for c in cells]
+        heights = [m if m is not None else 0.0 for m in ours]
+        sds = [c.get("sd", 0.0) for c in cells]
+        bars = ax.bar([x - 0.2 for x in xs], heights, 0.4, yerr=[[min(sd, h) for sd, h in zip(sds, heights)], sds],
+                      label="reftrun (mean ± sd over seeds)")
+        ax.bar_label(bars, [f"{m:.1f}" if m is not None else "missing" for m in ours], fontsize=6)
         paper = [paper_score(row["config"].get("paper_row"), s, row["config"]) for s in sets]
-        ax.bar([x - 0.2 for x in xs], ours, 0.4, yerr=sds, label="reftrun (mean ± sd over seeds)")
-        ax.bar([x + 0.2 for x in xs], [p or 0 for p in paper], 0.4, label="paper", alpha=0.7)
+        if any(p is not None for p in paper):
+            bars = ax.bar([x + 0.2 for x in xs], [p or 0.0 for p in paper], 0.4, label="paper", alpha=0.7)
+            ax.bar_label(bars, [f"{p:.1f}" if p is not None else "" for p in paper], fontsize=6)
+        top = max([top, *[h + sd for h, sd in zip(heights, sds)], *[p or 0.0 for p in paper]])
         ax.set_xticks(list(xs), sets, rotation=30, ha="right")
-        ax.set_title(" · ".join(v for v in row["name"].values() if v), fontsize=8)
+        ax.set_title(" · ".join(f"{TITLE[k]} {v}" if k in TITLE else v for k, v in row["name"].items() if v), fontsize=8)
         ax.set_ylabel("score (%)")
         ax.legend(fontsize=7)
+    axes[0, 0].set_ylim(0, max(1.0, top) * 1.1)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    return fig

@@ -26,7 +26,7 @@ from .evaluate import classify_set, evaluate
 from .loss import classification_loss, target_loss
 from .models import base_parameters, classifier_head, enable_gradient_checkpointing, load_model, load_tokenizer, model_shape, pick_device
 from .reft import Reft, ReftSpec, find_layers, parse_layers
-from .runio import atomic_write, merge_metrics, save_reft, write_json
+from .runio import atomic_write, merge_metrics, read_json, save_reft, write_json
 from .tasks import Task, get_task
 
 @contextlib.contextmanager
@@ -116,11 +116,36 @@ def make_optimizer(reft: Reft, run: RunConfig, total_steps: int, head: list | No
 
 
 class Preempted(Exception):
-    """SIGTERM arrived (SLURM preemption): a checkpoint was written; re-running the command resumes."""
+    """SIGTERM (SLURM preemption) or SIGINT (Ctrl-C) arrived: the training so far is in the checkpoint and
+    re-running the command resumes. `code` is the shell's exit status for that signal (143, 130)."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(f"{signal.Signals(signum).name} {message}")
+        self.code = 128 + signum
 
 
 def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
-    run_dir = Path(run_dir)
+    """SIGTERM and SIGINT: inside the training loop the step finishes and a checkpoint is written; elsewhere the
+    checkpoint on disk already holds the training (it is kept until the run is done), so the run stops at once."""
+    stop = {"signal": None, "in_loop": False, "step": 0, "total": None, "status": None}
+
+    def on_signal(num, frame):
+        stop["signal"] = num
+        if stop["in_loop"]:
+            return
+        if stop["status"] is not None:
+            write_json(Path(run_dir) / "run.json", {**stop["status"], "status": "interrupted", "step": stop["step"]})
+        where = "during the final evaluation" if stop["step"] == stop["total"] else f"at step {stop['step']}"
+        raise Preempted(num, f"{where}: the training so far is kept in {run_dir}; re-run the same command to resume")
+    previous = {num: signal.signal(num, on_signal) for num in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _train(run, Path(run_dir), resolved_config, stop)
+    finally:
+        for num, handler in previous.items():
+            signal.signal(num, handler)
+
+
+def _train(run: RunConfig, run_dir: Path, resolved_config: dict, stop: dict) -> dict:
     task, sets = build_task(run)
     classify = getattr(task, "kind", "generate") == "classify"
     spec = build_spec(run, *model_shape(run.model.name_or_path, run.model.trust_remote_code, run.model.architecture),
@@ -170,6 +195,8 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     resumed = load_checkpoint(run_dir, reft, head, opt, sched, scaler)  # restores RNG states too: nothing random after
     best = resumed["extra"].get("best") if resumed else None  # classification: the best epoch so far
     start = resumed["step"] if resumed else 0
+    loss_value, last_saved = resumed["extra"]["loss"] if resumed else float("nan"), start
+    stop.update(step=start, total=total_steps)
     status = {"num_parameters": n_params, "base_parameters": n_base, "train_examples": len(rows),
               "total_steps": total_steps, "world_size": world}
     logger = None
@@ -177,6 +204,7 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
         if resumed:
             print(f"[reftrun] resuming {run_dir} from the checkpoint at step {start}/{total_steps}")
         write_json(run_dir / "run.json", {**status, "status": "running"})
+        stop["status"] = status
         if run.logger == "wandb":
             import wandb
             logger = wandb.init(project=run.wandb.get("project", "reftrun"), name=run_dir.name, dir=str(run_dir),
@@ -186,7 +214,7 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
                        max_examples=run.eval.max_examples, max_new_tokens=run.task.max_new_tokens,
                        decoding=run.decoding)
     metrics_path = run_dir / "metrics.json"
-    if main and run.eval.before and not (metrics_path.exists() and "before" in json.loads(metrics_path.read_text())):
+    if main and run.eval.before and not (metrics_path.exists() and "before" in read_json(metrics_path)):
         with preserved_rng():
             before = evaluate(model, tok, None, task, sets, collator, device, run_dir, "before", **evaluate_kw)
         merge_metrics(run_dir, {"before": before})
@@ -204,8 +232,6 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     if main:
         kept = [l for l in log_path.read_text().splitlines() if logged_step(l) <= start] if log_path.exists() and start else []
         atomic_write(log_path, "".join(l + "\n" for l in kept))
-    stop = {"signal": None}
-    previous = signal.signal(signal.SIGTERM, lambda num, frame: stop.update(signal=num))
     regression = classify and task.num_labels == 1
     count_targets = (lambda r: 1) if classify else (lambda r: sum(l != -100 for l in r["labels"]))
     collate = (lambda micro: collator.classify(micro, regression)) if classify else collator.train
@@ -214,7 +240,7 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     model.train()  # the frozen model's own dropout is on while training, as in the paper's runs (RoBERTa: 0.1)
     bar = tqdm(range(start, total_steps), desc="train", initial=start, total=total_steps, disable=not main)
     started, tokens_seen = time.perf_counter(), 0
-    loss_value, last_saved = float("nan"), start
+    stop["in_loop"] = True
     try:
         for step in bar:
             group = [next(batches) for _ in range(per_step)]
@@ -257,14 +283,17 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
             if due or stop["signal"]:
                 if main:
                     save_checkpoint(run_dir, done, reft, head, opt, sched, scaler, {"loss": loss_value, "best": best})
-                last_saved = done
+                last_saved = stop["step"] = done
             if stop["signal"]:
                 if main:
                     write_json(run_dir / "run.json", {**status, "status": "interrupted", "step": done})
-                raise Preempted(f"SIGTERM at step {done}: checkpoint saved in {run_dir}; re-run the same command to resume")
+                raise Preempted(stop["signal"], f"at step {done}: checkpoint saved in {run_dir}; re-run the same command to resume")
     finally:
         bar.close()
-        signal.signal(signal.SIGTERM, previous)
+        stop["in_loop"] = False
+    if main and last_saved != total_steps:  # kept until the run is done: an interrupted evaluation resumes here
+        save_checkpoint(run_dir, total_steps, reft, head, opt, sched, scaler, {"loss": loss_value, "best": best})
+    stop["step"] = total_steps
     reft.eval()
     model.eval()
     if not main:
