@@ -37,11 +37,11 @@ def test_every_task_formats_and_scores_its_sets(name):
         assert examples and all(ex.prompt for ex in examples)
         for ex in examples:
             if name in ("alpaca", "ultrafeedback"):  # scored by an external judge
-                assert task.score(task.extract("Sure! Here you go."), ex.gold) is None
+                assert task.score(task.extract("Sure! Here you go.", ex.gold), ex.gold) is None
                 continue
-            assert task.score(task.extract(correct_generation(name, ex.gold)), ex.gold) is True, (eval_set, ex.gold)
-            assert task.score(task.extract("I am not sure, sorry"), ex.gold) is False
-            assert task.score(task.extract(""), ex.gold) is False
+            assert task.score(task.extract(correct_generation(name, ex.gold), ex.gold), ex.gold) is True, (eval_set, ex.gold)
+            assert task.score(task.extract("I am not sure, sorry", ex.gold), ex.gold) is False
+            assert task.score(task.extract("", ex.gold), ex.gold) is False
 
 
 def test_prompts_are_byte_identical_to_the_reference():
@@ -154,3 +154,59 @@ def test_alpaca_eval_judge_is_run_when_configured(tmp_path, tiny_model_dir, monk
     result = json.loads((run / "metrics.json").read_text())["after"]["alpaca_eval"]
     assert result["score"] == pytest.approx(0.856) and result["metric"] == "win_rate"
     assert "| 85.6 ± 0.0 |" in reftrun("table", f"runs={run}").stdout
+
+
+def test_commonsense_takes_the_first_trigger():
+    cs = get_task("commonsense", data_dir=FIXTURES / "commonsense")
+    text = "the correct answer is true\nthe correct answer is false"
+    assert cs.extract(text, "false") == "true\nthe correct answer is false"
+    assert cs.score(cs.extract(text, "false"), "false") is False  # the last trigger would score it right
+    assert cs.filter == "strict"
+
+
+@pytest.mark.parametrize("name", ["arithmetic", "gsm8k"])
+def test_numeric_tasks_extract_the_scored_number_within_0_001(name):
+    task = get_task(name, data_dir=FIXTURES / name)
+    assert task.filter == "flexible"
+    text = "First 2 + 3 = 5, then 5 * 2 = 10.\nThe answer is 10.0004"
+    assert task.extract(text, "10") == "10.0004"           # the last number, not the whole generation
+    assert task.score(task.extract(text, "10"), "10") is True
+    for off in ("10.0011", "10.4", "10.5", "11", "9.2"):   # only |gold − prediction| ≤ 0.001 counts
+        assert task.score(task.extract(f"The answer is {off}", "10"), "10") is False, off
+    assert task.score(task.extract("The answer is 1,234.", "1234"), "1234") is True
+    assert task.extract("no number here", "10") == "" and task.score("", "10") is False
+
+
+def test_aqua_extracts_the_first_capital_letter():
+    math = get_task("arithmetic", data_dir=FIXTURES / "arithmetic")
+    text = "We need (B) since 3 > 2. Not C."
+    assert math.extract(text, "B") == "B" and math.score("B", "B") is True and math.score("C", "B") is False
+
+
+def test_alpaca_null_input(tmp_path):
+    """HF datasets writes `"input": null` for records without the key: no input by default, pyreft's "None" under
+    compat=pyreft (with-input template)."""
+    (tmp_path / "alpaca_data_cleaned").mkdir()
+    (tmp_path / "alpaca_data_cleaned" / "train.json").write_text(json.dumps(
+        [{"instruction": "Say hi.", "input": None, "output": "hi"}, {"instruction": "Add.", "input": "1 2", "output": "3"}]))
+    default = get_task("alpaca", data_dir=tmp_path).train_examples()
+    pyreft = get_task("alpaca", data_dir=tmp_path, compat="pyreft").train_examples()
+    assert "### Input:" not in default[0].prompt and default[0].prompt.startswith("Below is an instruction that describes a task. Write")
+    assert pyreft[0].prompt.endswith("### Instruction:\nSay hi.\n\n### Input:\nNone\n\n### Response:\n")
+    assert default[1].prompt == pyreft[1].prompt and "### Input:\n1 2\n" in default[1].prompt
+
+
+def test_prompts_that_fill_max_length_are_counted_and_kept_under_compat(capsys):
+    from conftest import byte_tokenizer
+    from reftrun.data import encode_train
+    from reftrun.tasks import Example
+    tok = byte_tokenizer()  # one token per byte
+    examples = [Example("a", "x" * 12, "yes", "yes"), Example("b", "abc", "yes", "yes")]
+    rows = encode_train(tok, examples, max_length=10)
+    assert [r["prompt_length"] for r in rows] == [3]
+    assert "skipped 1 training example(s) whose prompt fills max_length=10" in capsys.readouterr().out
+    rows = encode_train(tok, examples, max_length=10, keep_full_prompts=True)
+    assert [r["prompt_length"] for r in rows] == [10, 3] and rows[0]["labels"] == [-100] * 10
+    assert "kept (as pyreft; no target token) 1 training example(s)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="max_length 10 is shorter than every training prompt"):
+        encode_train(tok, examples[:1], max_length=10, keep_full_prompts=True)

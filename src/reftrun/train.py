@@ -59,7 +59,8 @@ def set_seed(seed: int) -> None:
 
 
 def build_task(run: RunConfig) -> tuple[Task, list[str]]:
-    task = get_task(run.task.name, data_dir=run.task.data_dir, seed=run.task.split_seed, **run.task.options)
+    task = get_task(run.task.name, data_dir=run.task.data_dir, seed=run.task.split_seed, compat=run.compat,
+                    **run.task.options)
     sets = run.eval.sets or run.task.eval_sets or list(task.default_eval_sets or task.eval_sets)
     bad = [s for s in sets if s not in task.eval_sets]
     if bad:
@@ -141,7 +142,8 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
         eval_examples = task.eval_examples(eval_set)[:run.eval.max_examples]
         if not classify:
             encode_prompts(tok, eval_examples, run.model.max_length)
-    rows = (encode_classify if classify else encode_train)(tok, examples, run.model.max_length)
+    rows = (encode_classify(tok, examples, run.model.max_length) if classify else
+            encode_train(tok, examples, run.model.max_length, keep_full_prompts=run.compat == "pyreft"))
     if main:
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved_config)))
     set_seed(run.seed)
@@ -217,7 +219,7 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     try:
         for step in bar:
             group = [next(batches) for _ in range(per_step)]
-            n_targets = sum(count_targets(r) for micro in group for r in micro)
+            n_targets = max(1, sum(count_targets(r) for micro in group for r in micro))  # compat=pyreft keeps target-less rows
             local_loss = torch.zeros((), device=device)
             for micro in group[rank::world]:  # rank r takes micro-batches r, r + world, ...
                 batch = {k: v.to(device) for k, v in collate(micro).items()}

@@ -38,7 +38,9 @@ class Commonsense(Task):
         records = read_json_records(self.data_dir / eval_set / "test.json")
         return [self.format(r, eval_set, i) for i, r in enumerate(records)]
 
-    def extract(self, generation: str) -> str:
+    filter = "strict"  # the whole text after the first trigger
+
+    def extract(self, generation: str, gold: str = "") -> str:
         return extract_answer(generation)
 
     def score(self, extracted: str, gold: str) -> bool:
