@@ -137,7 +137,8 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
     examples = task.train_examples()[:run.task.max_train_examples]
     if not examples:
         raise ValueError(f"task {task.name} has no training examples (task.max_train_examples={run.task.max_train_examples})")
-    tok = load_tokenizer(run.model.name_or_path, run.model.max_length, run.model.trust_remote_code)
+    tok = load_tokenizer(run.model.name_or_path, run.model.max_length, run.model.trust_remote_code,
+                         run.model.use_fast_tokenizer)
     for eval_set in sets:  # an eval prompt too long for max_length fails now, not after training
         eval_examples = task.eval_examples(eval_set)[:run.eval.max_examples]
         if not classify:
