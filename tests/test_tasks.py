@@ -210,3 +210,27 @@ def test_prompts_that_fill_max_length_are_counted_and_kept_under_compat(capsys):
     assert "kept (as pyreft; no target token) 1 training example(s)" in capsys.readouterr().out
     with pytest.raises(ValueError, match="max_length 10 is shorter than every training prompt"):
         encode_train(tok, examples[:1], max_length=10, keep_full_prompts=True)
+
+
+def test_tiny_model_learns_a_constant_answer_and_the_scores_are_pinned(tmp_path, tiny_model_dir):
+    """A task the tiny model learns in 20 steps (always answer 7), so scoring, extraction, generation positions and
+    the average are seen with nonzero, known scores: every SVAMP gold is 7 (1.0), half the gsm8k golds are (0.5);
+    the unweighted average over sets is 0.75 (weighted by n it would be 5/7)."""
+    data = tmp_path / "data"
+    (data / "math_10k").mkdir(parents=True)
+    (data / "math_10k" / "train.json").write_text(json.dumps(
+        [{"instruction": f"Copy this digit: {d}", "output": "7", "answer": "7"} for d in range(10) for _ in range(2)]))
+    for name, golds in (("SVAMP", ["7", "7", "7"]), ("gsm8k", ["7", "8", "7", "8"])):
+        (data / name).mkdir()
+        (data / name / "test.json").write_text(json.dumps(
+            [{"instruction": f"Copy this digit: {i}", "output": "", "answer": f"{g}.0"} for i, g in enumerate(golds)]))
+    run = tmp_path / "run"
+    reftrun("train", "model=hub", f"model.name_or_path={tiny_model_dir}", "task=arithmetic", f"task.data_dir={data}",
+            "eval.sets=[SVAMP,gsm8k]", "task.max_new_tokens=1", "optim.batch_size=4", "optim.max_steps=20",
+            "optim.lr=5e-2", "rank=4", f"hydra.run.dir={run}")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [metrics["before"][s]["accuracy"] for s in ("SVAMP", "gsm8k", "average")] == [0.0, 0.0, 0.0]
+    assert [metrics["after"][s]["accuracy"] for s in ("SVAMP", "gsm8k")] == [1.0, 0.5]
+    assert metrics["after"]["average"]["accuracy"] == pytest.approx(0.75)
+    rows = [json.loads(l) for l in (run / "predictions" / "after" / "gsm8k.jsonl").read_text().splitlines()]
+    assert [r["extracted"] for r in rows] == ["7"] * 4 and [r["correct"] for r in rows] == [True, False, True, False]
