@@ -77,5 +77,8 @@ def test_real_minilm_encoder_on_boolq(tmp_path):
             "task.options.train_size=64", "task.options.validation_size=64", "rank=1", "positions=f3",
             "optim.batch_size=16", "optim.lr=3e-3", "eval.before=false", f"hydra.run.dir={run}")
     result = json.loads((run / "metrics.json").read_text())["after"]["validation"]
-    assert result["metric"] == "accuracy" and result["n"] == 32 and 0 <= result["score"] <= 1
+    # A smoke test of the real-encoder path only: at 64 training rows MiniLM scores the majority rate (0.656 on
+    # these 32 rows, a constant answer), so it shows nothing about learning; the tiny GLUE runs pin the protocol.
+    assert result["metric"] == "accuracy" and result["n"] == 32 and result["majority"] == pytest.approx(0.65625)
+    assert result["score"] >= result["majority"] - 1e-9, result
     assert json.loads((run / "reft.json").read_text())["num_parameters"] == 6 * (2 * 384 + 1)  # 6 layers, d=384, r=1
