@@ -234,3 +234,11 @@ def test_tiny_model_learns_a_constant_answer_and_the_scores_are_pinned(tmp_path,
     assert metrics["after"]["average"]["accuracy"] == pytest.approx(0.75)
     rows = [json.loads(l) for l in (run / "predictions" / "after" / "gsm8k.jsonl").read_text().splitlines()]
     assert [r["extracted"] for r in rows] == ["7"] * 4 and [r["correct"] for r in rows] == [True, False, True, False]
+
+
+def test_decoding_lengths_and_default_sets_are_the_papers():
+    """pyreft_behaviour.md §3.5 and §3.2: 32 / 512 / 256 new tokens; GSM8K is tuned on dev, arithmetic reports four sets."""
+    assert [get_task(n).max_new_tokens for n in ("commonsense", "arithmetic", "gsm8k")] == [32, 512, 256]
+    assert get_task("gsm8k").default_eval_sets == ("dev",)
+    assert get_task("arithmetic").default_eval_sets == ("AQuA", "gsm8k", "mawps", "SVAMP")
+    assert get_task("alpaca").max_new_tokens is None and get_task("alpaca").decoding["max_length"] == 2048
