@@ -93,7 +93,7 @@ def summarise(w: dict, side: str, result: dict, tok, warmup: int) -> dict:
         key = "same" if mode == "same" else batches_of
         texts = tok.batch_decode(result["generations"][mode], skip_special_tokens=True)
         figures[f"eval_{mode}_per_s"] = len(texts) / result["eval_seconds"][mode]
-        figures[f"accuracy_{mode}"] = sum(task.score(task.extract(t), g) for t, g in zip(texts, w["gold"][key])) / len(texts)
+        figures[f"accuracy_{mode}"] = sum(task.score(task.extract(t, g), g) for t, g in zip(texts, w["gold"][key])) / len(texts)
     return figures
 
 

@@ -41,7 +41,7 @@ def test_train_eval_table_end_to_end(tmp_path, tiny_model_dir, commonsense_dir):
         assert set(metrics[stage]) == set(sets) | {"average"}
         assert metrics[stage]["boolq"]["n"] == 3
     rows = [json.loads(l) for l in (run / "predictions" / "after" / "boolq.jsonl").read_text().splitlines()]
-    assert len(rows) == 3 and set(rows[0]) == {"id", "prompt", "generation", "extracted", "gold", "correct"}
+    assert len(rows) == 3 and set(rows[0]) == {"id", "prompt", "generation", "extracted", "filter", "gold", "correct"}
     assert sum(r["correct"] for r in rows) / 3 == metrics["after"]["boolq"]["accuracy"]
     assert len((run / "train_log.jsonl").read_text().splitlines()) == 3
 
@@ -71,9 +71,8 @@ def test_multirun_grid_and_table(tmp_path, tiny_model_dir, commonsense_dir):
     reftrun("train", "-m", *tiny_args(tiny_model_dir, commonsense_dir), "optim.max_steps=2", "rank=2,4", "seed=1,2",
             "eval.before=false", "eval.sets=[boolq,piqa]", f"hydra.sweep.dir={sweep}")
     runs = sorted(p.parent for p in sweep.rglob("reft.json"))
-    assert [p.name for p in runs] == ["loreft_r2_f7+l7_L0_1_tied_s1", "loreft_r2_f7+l7_L0_1_tied_s2",
-                                      "loreft_r4_f7+l7_L0_1_tied_s1", "loreft_r4_f7+l7_L0_1_tied_s2"] or \
-        [p.name for p in runs] == sorted(p.name for p in runs)
+    assert [p.name for p in runs] == ["loreft_r2_f7+l7_Lall_tied_s1", "loreft_r2_f7+l7_Lall_tied_s2",
+                                      "loreft_r4_f7+l7_Lall_tied_s1", "loreft_r4_f7+l7_Lall_tied_s2"]
     assert len(runs) == 4
     table = reftrun("table", f"runs={sweep}").stdout
     for rank in (2, 4):

@@ -184,3 +184,25 @@ def test_unknown_act_fn_lists_valid_choices(name):
     message = str(err.value)
     assert "swishy" in message
     assert all(act in message for act in ("linear", "relu", "gelu", "tanh", "silu"))
+
+
+def explicit(name, iv, h):
+    """Each Φ(h) written out from its parameters (pyreft_behaviour.md §1.3), bias terms included."""
+    rot = iv.rotation() if hasattr(iv, "rotation") else None
+    lin = (h @ iv.proj.weight.T + iv.proj.bias) if hasattr(iv, "proj") else None
+    return {"loreft": lambda: h + (lin - h @ rot) @ rot.T,
+            "direft": lambda: h + lin @ iv.up.weight,
+            "noreft": lambda: h + (lin - h @ iv.up.weight.T) @ iv.up.weight,
+            "consreft": lambda: h + (iv.bias - h @ rot) @ rot.T,
+            "lobireft": lambda: h + iv.bias @ rot.T,
+            "loreft_nodiff": lambda: h + lin @ rot.T}[name]()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_output_equals_the_written_out_formula(name):
+    iv = make(name).eval()
+    with torch.no_grad():
+        for p in iv.parameters():
+            p.add_(torch.randn_like(p))  # biases far from zero: dropping one changes the output
+        h = torch.randn(2, 3, 16)
+        torch.testing.assert_close(iv(h), explicit(name, iv, h), rtol=1e-5, atol=1e-5)

@@ -57,8 +57,22 @@ def test_prompt_positions_pyreft_verified_untied_example():
         [0, 1, 2, 3, 4, -1, -1], [5, 6, 7, 8, 9, -1, -1]]
 
 
-def test_prompt_positions_one_sided_clips_to_n():
-    assert PositionSpec.parse("f3").prompt_positions(2, share_weights=False) == [[0, 1, -1]]
+@pytest.mark.parametrize("text, n, pyreft, paper", [
+    # the paper (§4.1) clips only when n < p+s; pyreft's code clips both sides to ⌊n/2⌋ always
+    ("f3+l5", 8, [[0, 1, 2], [4, 5, 6, 7]], [[0, 1, 2], [3, 4, 5, 6, 7]]),
+    ("f11", 6, [[0, 1, 2]], [[0, 1, 2]]),              # one-sided: ⌊n/2⌋, not n (QNLI/QQP presets)
+    ("l4", 3, [[2]], [[1, 2]]),                        # one-sided suffix: ⌈n/2⌉ in the paper
+    ("l4", 5, [[3, 4]], [[1, 2, 3, 4]]),               # n ≥ p+s: the paper keeps all s
+    ("f3", 2, [[0]], [[0]]),
+    ("f2+l2", 4, [[0, 1], [2, 3]], [[0, 1], [2, 3]]),  # n = p+s: nothing clipped either way
+    ("f2+l3", 3, [[0], [2]], [[0], [1, 2]]),           # odd n < p+s: ⌊3/2⌋ and ⌈3/2⌉
+])
+def test_prompt_positions_clipping_rules(text, n, pyreft, paper):
+    spec = PositionSpec.parse(text)
+    for clipped, expected in ((True, pyreft), (False, paper)):
+        groups = spec.prompt_positions(n, share_weights=False, pyreft_clipping=clipped)
+        assert [[p for p in g if p >= 0] for g in groups] == expected
+        assert [len(g) for g in groups] == spec.slots(False)  # unused slots are -1 pads
 
 
 @pytest.mark.parametrize("text, share, groups", [

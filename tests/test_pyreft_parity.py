@@ -54,3 +54,57 @@ def test_forward_matches_pyreft(tmp_path, share_weights):
     torch.testing.assert_close(ours[real], theirs[real], rtol=1e-4, atol=1e-4)
     plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     assert not torch.allclose(plain[real], theirs[real], atol=1e-3)  # the interventions do change the logits
+
+
+# reftrun name → (pyreft class, {reftrun parameter: pyreft parameter}); "rotation" is the d×r matrix Rᵀ
+PYREFT_CLASSES = {
+    "loreft": ("LoreftIntervention", {"proj.weight": "learned_source.weight", "proj.bias": "learned_source.bias",
+                                      "rotation": "rotate_layer"}),
+    "direft": ("NodireftIntervention", {"proj.weight": "learned_source.weight", "proj.bias": "learned_source.bias",
+                                        "up.weight": "proj_layer.weight"}),
+    "noreft": ("NoreftIntervention", {"proj.weight": "learned_source.weight", "proj.bias": "learned_source.bias",
+                                      "up.weight": "proj_layer.weight"}),
+    "consreft": ("ConsreftIntervention", {"bias": "learned_source", "rotation": "rotate_layer"}),
+    "lobireft": ("LobireftIntervention", {"bias": "learned_source", "rotation": "rotate_layer"}),
+    "loreft_nodiff": ("DireftIntervention", {"proj.weight": "learned_source.weight", "proj.bias": "learned_source.bias",
+                                             "rotation": "rotate_layer"}),
+}
+
+
+def test_every_intervention_and_dropout_placement_match_pyreft(tmp_path):
+    """Each of pyreft's six classes on the same weights: eval mode, and train mode with dropout 0.3 under the same
+    seed (compat=pyreft drops out h+Δ as pyreft does; the paper placement, on Δ only, must differ)."""
+    from reftrun.interventions import INTERVENTIONS, build_intervention
+    assert set(PYREFT_CLASSES) == set(INTERVENTIONS)
+    d, r = 16, 4
+    h = torch.randn(3, 5, d, generator=torch.Generator().manual_seed(1))
+    cases, ours, paper = [], [], []
+    for kind, (cls, names) in PYREFT_CLASSES.items():
+        torch.manual_seed(0)
+        pyreft_like = build_intervention(kind, d, r, dropout=0.3, dropout_whole_output=True)
+        paper_like = build_intervention(kind, d, r, dropout=0.3)
+        with torch.no_grad():
+            for p in pyreft_like.parameters():
+                p.add_(torch.randn_like(p) * 0.3)  # biases and all away from their init
+        paper_like.load_state_dict(pyreft_like.state_dict())
+        params = dict(pyreft_like.named_parameters())
+        state = {theirs: (pyreft_like.rotation() if mine == "rotation" else params[mine]).detach().clone()
+                 for mine, theirs in names.items()}
+        for train in (False, True):
+            cases.append({"cls": cls, "d": d, "r": r, "dropout": 0.3, "state": state, "h": h, "seed": 7, "train": train})
+            for module, out in ((pyreft_like, ours), (paper_like, paper)):
+                module.train(train)
+                torch.manual_seed(7)
+                with torch.no_grad():
+                    out.append(module(h))
+    torch.save({"cases": cases}, tmp_path / "in.pt")
+    oracle = os.path.join(os.path.dirname(__file__), "pyreft_interventions_oracle.py")
+    proc = subprocess.run([PYREFT, oracle, str(tmp_path / "in.pt"), str(tmp_path / "out.pt")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    theirs = torch.load(tmp_path / "out.pt", weights_only=True)["outputs"]
+    for case, mine, paper_out, their in zip(cases, ours, paper, theirs):
+        what = f"{case['cls']} train={case['train']}"
+        torch.testing.assert_close(mine, their, rtol=1e-5, atol=1e-5, msg=what)
+        if case["train"] and case["cls"] != "ConsreftIntervention":  # pyreft's ConsReFT has no dropout
+            assert not torch.allclose(paper_out, their, atol=1e-4), what  # dropout on Δ only is not pyreft's

@@ -13,8 +13,9 @@ from safetensors.torch import load_file
 
 from test_cli import reftrun, tiny_args
 
-RESUMABLE = ["optim.max_steps=24", "checkpoint_every=1", "eval.before=false", "eval.sets=[boolq]",
-             "intervention.dropout=0.2", "optim.batch_size=2"]  # dropout: the RNG state must be restored too
+RESUMABLE = ["optim.max_steps=12", "checkpoint_every=1", "eval.before=false", "eval.sets=[boolq]",
+             "intervention.dropout=0.2", "optim.batch_size=2", "optim.grad_accum=2"]
+# dropout: the RNG state must be restored too; grad_accum=2: the data position is steps × grad_accum × world
 
 
 def start(model_dir, data_dir, run_dir):
@@ -40,13 +41,13 @@ def same_result(a, b):
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     la = [json.loads(l)["loss"] for l in (a / "train_log.jsonl").read_text().splitlines()]
     lb = [json.loads(l)["loss"] for l in (b / "train_log.jsonl").read_text().splitlines()]
-    assert la == lb and len(la) == 24
+    assert la == lb and len(la) == 12
 
 
 def test_kill_and_resume_is_bit_identical(tmp_path, tiny_model_dir, commonsense_dir):
     reference = tmp_path / "reference"
     reftrun("train", *tiny_args(tiny_model_dir, commonsense_dir), *RESUMABLE, f"hydra.run.dir={reference}")
-    kills = [(3, signal.SIGKILL), (11, signal.SIGKILL), (7, signal.SIGTERM), (5, signal.SIGINT)]
+    kills = [(3, signal.SIGKILL), (9, signal.SIGTERM), (6, signal.SIGINT)]  # every signal; 12 steps, grad_accum=2
     for steps, sig in kills:
         run = tmp_path / f"killed_{steps}_{sig.name}"
         proc = start(tiny_model_dir, commonsense_dir, run)

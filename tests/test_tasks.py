@@ -37,11 +37,11 @@ def test_every_task_formats_and_scores_its_sets(name):
         assert examples and all(ex.prompt for ex in examples)
         for ex in examples:
             if name in ("alpaca", "ultrafeedback"):  # scored by an external judge
-                assert task.score(task.extract("Sure! Here you go."), ex.gold) is None
+                assert task.score(task.extract("Sure! Here you go.", ex.gold), ex.gold) is None
                 continue
-            assert task.score(task.extract(correct_generation(name, ex.gold)), ex.gold) is True, (eval_set, ex.gold)
-            assert task.score(task.extract("I am not sure, sorry"), ex.gold) is False
-            assert task.score(task.extract(""), ex.gold) is False
+            assert task.score(task.extract(correct_generation(name, ex.gold), ex.gold), ex.gold) is True, (eval_set, ex.gold)
+            assert task.score(task.extract("I am not sure, sorry", ex.gold), ex.gold) is False
+            assert task.score(task.extract("", ex.gold), ex.gold) is False
 
 
 def test_prompts_are_byte_identical_to_the_reference():
@@ -154,3 +154,91 @@ def test_alpaca_eval_judge_is_run_when_configured(tmp_path, tiny_model_dir, monk
     result = json.loads((run / "metrics.json").read_text())["after"]["alpaca_eval"]
     assert result["score"] == pytest.approx(0.856) and result["metric"] == "win_rate"
     assert "| 85.6 ± 0.0 |" in reftrun("table", f"runs={run}").stdout
+
+
+def test_commonsense_takes_the_first_trigger():
+    cs = get_task("commonsense", data_dir=FIXTURES / "commonsense")
+    text = "the correct answer is true\nthe correct answer is false"
+    assert cs.extract(text, "false") == "true\nthe correct answer is false"
+    assert cs.score(cs.extract(text, "false"), "false") is False  # the last trigger would score it right
+    assert cs.filter == "strict"
+
+
+@pytest.mark.parametrize("name", ["arithmetic", "gsm8k"])
+def test_numeric_tasks_extract_the_scored_number_within_0_001(name):
+    task = get_task(name, data_dir=FIXTURES / name)
+    assert task.filter == "flexible"
+    text = "First 2 + 3 = 5, then 5 * 2 = 10.\nThe answer is 10.0004"
+    assert task.extract(text, "10") == "10.0004"           # the last number, not the whole generation
+    assert task.score(task.extract(text, "10"), "10") is True
+    for off in ("10.0011", "10.4", "10.5", "11", "9.2"):   # only |gold − prediction| ≤ 0.001 counts
+        assert task.score(task.extract(f"The answer is {off}", "10"), "10") is False, off
+    assert task.score(task.extract("The answer is 1,234.", "1234"), "1234") is True
+    assert task.extract("no number here", "10") == "" and task.score("", "10") is False
+
+
+def test_aqua_extracts_the_first_capital_letter():
+    math = get_task("arithmetic", data_dir=FIXTURES / "arithmetic")
+    text = "We need (B) since 3 > 2. Not C."
+    assert math.extract(text, "B") == "B" and math.score("B", "B") is True and math.score("C", "B") is False
+
+
+def test_alpaca_null_input(tmp_path):
+    """HF datasets writes `"input": null` for records without the key: no input by default, pyreft's "None" under
+    compat=pyreft (with-input template)."""
+    (tmp_path / "alpaca_data_cleaned").mkdir()
+    (tmp_path / "alpaca_data_cleaned" / "train.json").write_text(json.dumps(
+        [{"instruction": "Say hi.", "input": None, "output": "hi"}, {"instruction": "Add.", "input": "1 2", "output": "3"}]))
+    default = get_task("alpaca", data_dir=tmp_path).train_examples()
+    pyreft = get_task("alpaca", data_dir=tmp_path, compat="pyreft").train_examples()
+    assert "### Input:" not in default[0].prompt and default[0].prompt.startswith("Below is an instruction that describes a task. Write")
+    assert pyreft[0].prompt.endswith("### Instruction:\nSay hi.\n\n### Input:\nNone\n\n### Response:\n")
+    assert default[1].prompt == pyreft[1].prompt and "### Input:\n1 2\n" in default[1].prompt
+
+
+def test_prompts_that_fill_max_length_are_counted_and_kept_under_compat(capsys):
+    from conftest import byte_tokenizer
+    from reftrun.data import encode_train
+    from reftrun.tasks import Example
+    tok = byte_tokenizer()  # one token per byte
+    examples = [Example("a", "x" * 12, "yes", "yes"), Example("b", "abc", "yes", "yes")]
+    rows = encode_train(tok, examples, max_length=10)
+    assert [r["prompt_length"] for r in rows] == [3]
+    assert "skipped 1 training example(s) whose prompt fills max_length=10" in capsys.readouterr().out
+    rows = encode_train(tok, examples, max_length=10, keep_full_prompts=True)
+    assert [r["prompt_length"] for r in rows] == [10, 3] and rows[0]["labels"] == [-100] * 10
+    assert "kept (as pyreft; no target token) 1 training example(s)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="max_length 10 is shorter than every training prompt"):
+        encode_train(tok, examples[:1], max_length=10, keep_full_prompts=True)
+
+
+def test_tiny_model_learns_a_constant_answer_and_the_scores_are_pinned(tmp_path, tiny_model_dir):
+    """A task the tiny model learns in 20 steps (always answer 7), so scoring, extraction, generation positions and
+    the average are seen with nonzero, known scores: every SVAMP gold is 7 (1.0), half the gsm8k golds are (0.5);
+    the unweighted average over sets is 0.75 (weighted by n it would be 5/7)."""
+    data = tmp_path / "data"
+    (data / "math_10k").mkdir(parents=True)
+    (data / "math_10k" / "train.json").write_text(json.dumps(
+        [{"instruction": f"Copy this digit: {d}", "output": "7", "answer": "7"} for d in range(10) for _ in range(2)]))
+    for name, golds in (("SVAMP", ["7", "7", "7"]), ("gsm8k", ["7", "8", "7", "8"])):
+        (data / name).mkdir()
+        (data / name / "test.json").write_text(json.dumps(
+            [{"instruction": f"Copy this digit: {i}", "output": "", "answer": f"{g}.0"} for i, g in enumerate(golds)]))
+    run = tmp_path / "run"
+    reftrun("train", "model=hub", f"model.name_or_path={tiny_model_dir}", "task=arithmetic", f"task.data_dir={data}",
+            "eval.sets=[SVAMP,gsm8k]", "task.max_new_tokens=1", "optim.batch_size=4", "optim.max_steps=20",
+            "optim.lr=5e-2", "rank=4", f"hydra.run.dir={run}")
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [metrics["before"][s]["accuracy"] for s in ("SVAMP", "gsm8k", "average")] == [0.0, 0.0, 0.0]
+    assert [metrics["after"][s]["accuracy"] for s in ("SVAMP", "gsm8k")] == [1.0, 0.5]
+    assert metrics["after"]["average"]["accuracy"] == pytest.approx(0.75)
+    rows = [json.loads(l) for l in (run / "predictions" / "after" / "gsm8k.jsonl").read_text().splitlines()]
+    assert [r["extracted"] for r in rows] == ["7"] * 4 and [r["correct"] for r in rows] == [True, False, True, False]
+
+
+def test_decoding_lengths_and_default_sets_are_the_papers():
+    """pyreft_behaviour.md §3.5 and §3.2: 32 / 512 / 256 new tokens; GSM8K is tuned on dev, arithmetic reports four sets."""
+    assert [get_task(n).max_new_tokens for n in ("commonsense", "arithmetic", "gsm8k")] == [32, 512, 256]
+    assert get_task("gsm8k").default_eval_sets == ("dev",)
+    assert get_task("arithmetic").default_eval_sets == ("AQuA", "gsm8k", "mawps", "SVAMP")
+    assert get_task("alpaca").max_new_tokens is None and get_task("alpaca").decoding["max_length"] == 2048

@@ -43,6 +43,7 @@ class ModelConfig:
     dtype: str = "auto"               # base model dtype; auto = bfloat16 where native (CUDA, AVX512-BF16/AMX CPUs), else float32
     max_length: int = 512             # tokenizer truncation for prompt+target (paper: 512)
     trust_remote_code: bool = False   # never on unless asked
+    use_fast_tokenizer: bool = True   # false: the slow (SentencePiece) class, as pyreft loads LLaMA and RoBERTa
     device_map: str | None = None     # "auto": shard a model too big for one GPU over all visible GPUs (accelerate)
     gradient_checkpointing: bool = False  # recompute blocks in backward: less activation memory, ~30% more compute
     architecture: dict | None = None  # the model's config fields (model_type, sizes): dry runs need no hub

@@ -11,21 +11,26 @@ from .positions import batch_positions
 from .tasks import Example
 
 
-def encode_train(tokenizer, examples: list[Example], max_length: int) -> list[dict]:
-    """Prompt and prompt+target+EOS are tokenised separately, as pyreft does; labels mask the prompt."""
+def encode_train(tokenizer, examples: list[Example], max_length: int, keep_full_prompts: bool = False) -> list[dict]:
+    """Prompt and prompt+target+EOS are tokenised separately, as pyreft does; labels mask the prompt.
+
+    A prompt that fills max_length leaves no target token. Such rows are dropped and counted; with
+    `keep_full_prompts` (compat=pyreft) they are kept, as pyreft keeps them: they add no loss term."""
     encoded, too_long = [], 0
     for ex in examples:
         prompt = tokenizer(ex.prompt, truncation=True, max_length=max_length)["input_ids"]
         full = tokenizer(ex.prompt + ex.target + tokenizer.eos_token, truncation=True, max_length=max_length)["input_ids"]
         if len(prompt) >= len(full):
             too_long += 1
-            continue
+            if not keep_full_prompts:
+                continue
         encoded.append({"input_ids": full, "labels": [-100] * len(prompt) + full[len(prompt):],
-                        "prompt_length": len(prompt)})
-    if not encoded:
-        raise ValueError(f"max_length {max_length} is shorter than every training prompt; raise max_length")
+                        "prompt_length": min(len(prompt), len(full))})
     if too_long:
-        print(f"[reftrun] skipped {too_long} training example(s) whose prompt fills max_length={max_length}")
+        what = "kept (as pyreft; no target token)" if keep_full_prompts else "skipped"
+        print(f"[reftrun] {what} {too_long} training example(s) whose prompt fills max_length={max_length}")
+    if not any(-100 != l for r in encoded for l in r["labels"]):
+        raise ValueError(f"max_length {max_length} is shorter than every training prompt; raise max_length")
     return encoded
 
 

@@ -55,10 +55,10 @@ def evaluate_set(model, tok, reft: Reft | None, task: Task, eval_set: str, colla
         reft.train(was_training)
     rows = []
     for i, ex in enumerate(examples):
-        extracted = task.extract(generations[i])
+        extracted = task.extract(generations[i], ex.gold)
         correct = task.score(extracted, ex.gold)
         rows.append({"id": ex.id, "prompt": ex.prompt, "generation": generations[i], "extracted": extracted,
-                     "gold": ex.gold, "correct": None if correct is None else bool(correct)})
+                     "filter": task.filter, "gold": ex.gold, "correct": None if correct is None else bool(correct)})
     n = len(rows)
     scored = [r["correct"] for r in rows if r["correct"] is not None]
     golds = Counter(r["gold"] for r in rows)

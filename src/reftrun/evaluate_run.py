@@ -46,7 +46,8 @@ def evaluate_run(cfg: DictConfig) -> dict:
     if hidden_size != reft.spec.hidden_size:
         raise ValueError(f"interventions in {run_dir} are for hidden size {reft.spec.hidden_size}, "
                          f"but {reft.spec.base_model} has hidden size {hidden_size}")
-    tok = load_tokenizer(reft.spec.base_model, run.model.max_length, run.model.trust_remote_code)
+    tok = load_tokenizer(reft.spec.base_model, run.model.max_length, run.model.trust_remote_code,
+                         run.model.use_fast_tokenizer)
     classify = getattr(task, "kind", "generate") == "classify"
     model, device = load_model(reft.spec.base_model, run.model.dtype, run.device, run.model.trust_remote_code,
                                run.model.device_map, task.num_labels if classify else None)

@@ -116,10 +116,16 @@ def base_parameters(name_or_path: str, trust_remote_code: bool = False, num_labe
     return sum(p.numel() for p in model.parameters())
 
 
-def load_tokenizer(name_or_path: str, max_length: int, trust_remote_code: bool = False):
+def load_tokenizer(name_or_path: str, max_length: int, trust_remote_code: bool = False, use_fast: bool = True):
+    """`use_fast=False` asks for the slow tokenizer class, as pyreft does (`use_fast=False`); the fast and slow
+    LLaMA-1/2 tokenizers of older transformers can disagree on spaces after special tokens and leading spaces."""
     from transformers import AutoTokenizer
     path = model_path(name_or_path)
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, use_fast=use_fast)
+    if not use_fast and tok.is_fast and (Path(path) / "tokenizer.model").exists():
+        import transformers
+        print(f"[reftrun] transformers {transformers.__version__} has no slow tokenizer class for {name_or_path}: "
+              "use_fast_tokenizer=false loads the fast one (the same ids on ordinary prompts; runs of spaces can differ)")
     if tok.pad_token is None:  # pyreft uses unk as pad where it exists
         tok.pad_token = tok.unk_token if tok.unk_token is not None else tok.eos_token
     if tok.pad_token is None:

@@ -46,14 +46,15 @@ class PositionSpec:
     def prompt_positions(self, n: int, share_weights: bool, pyreft_clipping: bool = False) -> list[list[int]]:
         """Per group, the edited prompt indices of an n-token prompt; -1 marks an unused slot.
 
-        Short prompts are clipped as the paper says: p ← min(p, ⌊n/2⌋), s ← min(s, ⌈n/2⌉) when both
-        sides are used, and to n when one is; pyreft's code uses ⌊n/2⌋ everywhere (`pyreft_clipping`)."""
+        Short prompts are clipped by the paper's rule (§4.1): only when n < p+s, p ← min(p, ⌊n/2⌋) and
+        s ← min(s, ⌈n/2⌉), one-sided specs included; pyreft's code always uses ⌊n/2⌋ for both (`pyreft_clipping`).
+        They differ for n ≥ p+s (f3+l5, n=8: suffix 3..7 here, 4..7 in pyreft) and for odd n."""
         if pyreft_clipping:
             first, last = min(self.first, n // 2), min(self.last, n // 2)
-        elif self.first and self.last:
+        elif n < self.first + self.last:
             first, last = min(self.first, n // 2), min(self.last, (n + 1) // 2)
         else:
-            first, last = min(self.first, n), min(self.last, n)
+            first, last = self.first, self.last
         prefix = list(range(first)) + [-1] * (self.first - first)
         suffix = list(range(n - last, n)) + [-1] * (self.last - last)
         if self.groups(share_weights) == ["all"]:

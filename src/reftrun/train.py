@@ -60,7 +60,8 @@ def set_seed(seed: int) -> None:
 
 
 def build_task(run: RunConfig) -> tuple[Task, list[str]]:
-    task = get_task(run.task.name, data_dir=run.task.data_dir, seed=run.task.split_seed, **run.task.options)
+    task = get_task(run.task.name, data_dir=run.task.data_dir, seed=run.task.split_seed, compat=run.compat,
+                    **run.task.options)
     sets = run.eval.sets or run.task.eval_sets or list(task.default_eval_sets or task.eval_sets)
     bad = [s for s in sets if s not in task.eval_sets]
     if bad:
@@ -162,12 +163,14 @@ def _train(run: RunConfig, run_dir: Path, resolved_config: dict, stop: dict) -> 
     examples = task.train_examples()[:run.task.max_train_examples]
     if not examples:
         raise ValueError(f"task {task.name} has no training examples (task.max_train_examples={run.task.max_train_examples})")
-    tok = load_tokenizer(run.model.name_or_path, run.model.max_length, run.model.trust_remote_code)
+    tok = load_tokenizer(run.model.name_or_path, run.model.max_length, run.model.trust_remote_code,
+                         run.model.use_fast_tokenizer)
     for eval_set in sets:  # an eval prompt too long for max_length fails now, not after training
         eval_examples = task.eval_examples(eval_set)[:run.eval.max_examples]
         if not classify:
             encode_prompts(tok, eval_examples, run.model.max_length)
-    rows = (encode_classify if classify else encode_train)(tok, examples, run.model.max_length)
+    rows = (encode_classify(tok, examples, run.model.max_length) if classify else
+            encode_train(tok, examples, run.model.max_length, keep_full_prompts=run.compat == "pyreft"))
     if main:
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(resolved_config)))
     set_seed(run.seed)
@@ -244,7 +247,7 @@ def _train(run: RunConfig, run_dir: Path, resolved_config: dict, stop: dict) -> 
     try:
         for step in bar:
             group = [next(batches) for _ in range(per_step)]
-            n_targets = sum(count_targets(r) for micro in group for r in micro)
+            n_targets = max(1, sum(count_targets(r) for micro in group for r in micro))  # compat=pyreft keeps target-less rows
             local_loss = torch.zeros((), device=device)
             for micro in group[rank::world]:  # rank r takes micro-batches r, r + world, ...
                 batch = {k: v.to(device) for k, v in collate(micro).items()}

@@ -2,7 +2,7 @@
 
 A task is one module with a `Task` subclass and one line in TASKS. Public API, usable without training:
     task = get_task("commonsense"); ex = task.format({"instruction": ..., "answer": "true"}, "boolq")
-    task.score(task.extract("the correct answer is true"), ex.gold)  # → True
+    task.score(task.extract("the correct answer is true", ex.gold), ex.gold)  # → True
 """
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +33,11 @@ class Task:
     def eval_examples(self, eval_set: str) -> list[Example]:
         raise NotImplementedError
 
-    def extract(self, generation: str) -> str:
+    filter: str | None = None                # how `extract` reads a generation, named as lm-eval names its filters:
+                                             # "strict" (after the trigger), "flexible" (the last number)
+
+    def extract(self, generation: str, gold: str = "") -> str:
+        """The answer that is scored (predictions' `extracted` column); `gold` tells a letter from a number."""
         raise NotImplementedError
 
     def score(self, extracted: str, gold: str) -> bool | None:

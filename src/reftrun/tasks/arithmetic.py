@@ -22,6 +22,13 @@ def last_number(text: str) -> float:
     return float(numbers[-1]) if numbers else float("inf")
 
 
+def number_text(value: float) -> str:
+    """A scored number as text ("" for none): 18.0 → "18", 2.5 → "2.5"."""
+    if value == float("inf"):
+        return ""
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
 def first_choice_letter(text: str) -> str:
     """The first capital A–E anywhere (crude, as in LLM-Adapters and pyreft); "" when there is none."""
     found = re.search(r"[ABCDE]", text)
@@ -54,10 +61,14 @@ class Arithmetic(Task):
         records = read_json_records(self.data_dir / eval_set / "test.json")
         return [self.format(r, eval_set, i) for i, r in enumerate(records)]
 
-    def extract(self, generation: str) -> str:
-        return generation.strip()
+    filter = "flexible"  # the last number; for a letter gold, the first capital A–E
+
+    def extract(self, generation: str, gold: str = "") -> str:
+        if gold and not is_number(gold):
+            return first_choice_letter(generation)
+        return number_text(last_number(generation))
 
     def score(self, extracted: str, gold: str) -> bool:
         if is_number(gold):
-            return abs(float(gold) - last_number(extracted)) <= 1e-3
-        return first_choice_letter(extracted) == gold.strip()
+            return is_number(extracted) and abs(float(gold) - float(extracted)) <= 1e-3
+        return extracted == gold.strip()

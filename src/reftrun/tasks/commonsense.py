@@ -44,7 +44,9 @@ class Commonsense(Task):
         records = read_json_records(self.data_dir / eval_set / "test.json")
         return [self.format(r, eval_set, i) for i, r in enumerate(records)]
 
-    def extract(self, generation: str) -> str:
+    filter = "strict"  # the whole text after the first trigger
+
+    def extract(self, generation: str, gold: str = "") -> str:
         return extract_answer(generation)
 
     def baselines(self, eval_set: str, examples: list[Example]) -> dict:

@@ -57,11 +57,13 @@ class Glue(Task):
         return [self.format(r, "train", i) for i, r in enumerate(self._rows("train"))]
 
     def eval_examples(self, eval_set: str) -> list[Example]:
-        """The validation split, halved by the seed: `validation_tune` chooses the epoch, `validation` reports."""
+        """The validation split, halved by the seed as pyreft's `random_split(ds, [n-k, k])`: `validation` reports
+        on the first n-k rows of the permutation, `validation_tune` chooses the epoch on the last k."""
         rows = self._rows("validation")
         order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(self.seed)).tolist()
         tune = 1000 if len(rows) > 5000 else len(rows) // 2
-        chosen = order[:tune] if eval_set == "validation_tune" else order[tune:]
+        report = len(rows) - tune
+        chosen = order[report:] if eval_set == "validation_tune" else order[:report]
         return [self.format(rows[i], "validation", i) for i in chosen]
 
     def score_all(self, predictions: list[float], examples: list[Example]) -> float:

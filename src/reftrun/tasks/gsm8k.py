@@ -7,7 +7,7 @@ step by step and then answer the final number."; target: the answer with "####" 
 is: " (the double space is the reference's). Score: the last number of the generation within 0.001 of the gold.
 """
 from . import Example, Task
-from .arithmetic import last_number
+from .arithmetic import is_number, last_number, number_text
 from .files import read_jsonl
 
 INSTRUCTION = "Answer the above question. First think step by step and then answer the final number."
@@ -16,8 +16,7 @@ DEV_SIZE = 300
 
 def gold_answer(answer: str) -> str:
     """The number after the last '####' of a GSM8K answer."""
-    value = last_number(answer.split("####")[-1])
-    return str(int(value)) if value == int(value) else str(value)
+    return number_text(last_number(answer.split("####")[-1]))
 
 
 class GSM8K(Task):
@@ -46,8 +45,10 @@ class GSM8K(Task):
         rows = read_jsonl(self.data_dir / "gsm8k_main" / "test.jsonl", ("question", "answer"), "gsm8k")
         return [self.format(r, "test", i) for i, r in enumerate(rows)]
 
-    def extract(self, generation: str) -> str:
-        return generation.strip()
+    filter = "flexible"  # the last number of the generation
+
+    def extract(self, generation: str, gold: str = "") -> str:
+        return number_text(last_number(generation))
 
     def score(self, extracted: str, gold: str) -> bool:
-        return abs(float(gold) - last_number(extracted)) <= 1e-3
+        return is_number(extracted) and abs(float(gold) - float(extracted)) <= 1e-3

@@ -24,7 +24,12 @@ class Instruct(Task):
     decoding = {"max_length": 2048, "no_repeat_ngram_size": 5, "repetition_penalty": 1.1}
 
     def format(self, record: dict, source: str, index: int = 0) -> Example:
-        return Example(id=f"{source}-{index}", prompt=alpaca_prompt(record["instruction"], record.get("input", "")),
+        """`"input": null` (HF datasets writes it when some records lack the key) means no input; compat=pyreft
+        follows pyreft, which takes the with-input template and inserts the text "None"."""
+        text = record.get("input", "")
+        if text is None:
+            text = "None" if self.options.get("compat") == "pyreft" else ""
+        return Example(id=f"{source}-{index}", prompt=alpaca_prompt(record["instruction"], text),
                        target=record.get("output", ""), gold="", meta={"instruction": record["instruction"]})
 
     def train_examples(self) -> list[Example]:
@@ -35,7 +40,7 @@ class Instruct(Task):
         records = read_json_records(self.data_dir / "alpaca_eval" / "alpaca_eval.json", ("instruction",))
         return [self.format({"instruction": r["instruction"]}, eval_set, i) for i, r in enumerate(records)]
 
-    def extract(self, generation: str) -> str:
+    def extract(self, generation: str, gold: str = "") -> str:
         return generation.lstrip()
 
     def score(self, extracted: str, gold: str) -> None:
