@@ -477,7 +477,7 @@ def test_a_sweep_whose_jobs_all_fail_before_any_folder_says_why(tmp_path, tiny_m
 
 def test_an_optuna_sweep_whose_trials_all_fail_says_why(tmp_path, tiny_model_dir):
     gsm8k = Path(__file__).parent / "fixtures" / "gsm8k"
-    proc = reftrun("train", "-m", "hparams_search=gsm8k_optuna", "model=hub", f"model.name_or_path={tiny_model_dir}",
+    proc = reftrun("train", "-m", "hparams_search=gsm8k_optuna", "model=hub", "model.dtype=float32", f"model.name_or_path={tiny_model_dir}",
                    f"task.data_dir={gsm8k}", "layers=99", "hydra.sweeper.n_trials=2",
                    f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False)
     errors = [l for l in proc.stderr.splitlines() if l.startswith("reftrun: error: all")]

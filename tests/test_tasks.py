@@ -225,7 +225,7 @@ def test_tiny_model_learns_a_constant_answer_and_the_scores_are_pinned(tmp_path,
         (data / name / "test.json").write_text(json.dumps(
             [{"instruction": f"Copy this digit: {i}", "output": "", "answer": f"{g}.0"} for i, g in enumerate(golds)]))
     run = tmp_path / "run"
-    reftrun("train", "model=hub", f"model.name_or_path={tiny_model_dir}", "task=arithmetic", f"task.data_dir={data}",
+    reftrun("train", "model=hub", "model.dtype=float32", f"model.name_or_path={tiny_model_dir}", "task=arithmetic", f"task.data_dir={data}",
             "eval.sets=[SVAMP,gsm8k]", "task.max_new_tokens=1", "optim.batch_size=4", "optim.max_steps=20",
             "optim.lr=5e-2", "rank=4", f"hydra.run.dir={run}")
     metrics = json.loads((run / "metrics.json").read_text())
