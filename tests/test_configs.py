@@ -54,7 +54,7 @@ def test_conf_ships_inside_the_wheel(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
                          env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"})
     conf_dir, task = out.stdout.split()
-    assert Path(conf_dir) == tmp_path / "site" / "reftrun" / "conf" and task == "commonsense_offline"
+    assert Path(conf_dir) == tmp_path / "site" / "reftrun" / "conf" and task == "sentiment_offline"
 
 
 def test_slurm_launcher_preset_composes():

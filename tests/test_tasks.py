@@ -17,7 +17,7 @@ DATA = {"commonsense": "commonsense", "arithmetic": "arithmetic", "math": "arith
 
 def correct_generation(name: str, gold: str) -> str:
     """What a model that knows the answer writes, in each task's own style."""
-    if name in ("commonsense", "commonsense_offline"):
+    if name in ("commonsense", "commonsense_offline", "sentiment_offline"):
         return f"the correct answer is {gold}"
     if name in ("arithmetic", "math") and gold.isalpha():
         return f"Let x be the cost. 3 pens cost 1.50, so 10 cost 5. The answer is ({gold})."
