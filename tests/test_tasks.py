@@ -129,8 +129,14 @@ def test_tiny_end_to_end_per_family(tmp_path, tiny_model_dir, task, data, extra)
         assert metrics["alpaca_eval"]["accuracy"] is None
         table = reftrun("table", f"runs={run}").stdout
         assert "| — (0/1) |" in table and " 0.0 " not in table  # never a 0 for an unjudged run
-    else:
-        assert all(m["n"] == 2 and 0 <= m["accuracy"] <= 1 for s, m in metrics.items() if s != "average")
+    else:  # each set's score is the mean of its rows, and each row's verdict is the task's own on its generation
+        scorer = get_task(task, data_dir=FIXTURES / data)
+        sets = [s for s in metrics if s != "average"]
+        for s in sets:
+            rows = [json.loads(l) for l in (run / "predictions" / "after" / f"{s}.jsonl").read_text().splitlines()]
+            assert metrics[s]["n"] == len(rows) == 2 and metrics[s]["accuracy"] == sum(r["correct"] for r in rows) / 2
+            assert all(r["correct"] == scorer.score(scorer.extract(r["generation"], r["gold"]), r["gold"]) for r in rows)
+        assert metrics["average"]["accuracy"] == pytest.approx(sum(metrics[s]["accuracy"] for s in sets) / len(sets))
 
 
 def test_alpaca_eval_judge_is_run_when_configured(tmp_path, tiny_model_dir, monkeypatch):
