@@ -13,6 +13,7 @@ answer format.
 import importlib.util
 import random
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from . import Example
@@ -31,14 +32,16 @@ def lexicon_path() -> Path:
     return Path(spec.submodule_search_locations[0]) / "vader_lexicon.txt"
 
 
-def read_lexicon(path: Path) -> list[tuple[str, float]]:
-    """(word, mean rating) for the plain, printable, clearly polar words of the lexicon, in file order."""
+@lru_cache(maxsize=2)
+def read_lexicon(path: Path) -> tuple[tuple[str, float], ...]:
+    """(word, mean rating) for the plain, printable, clearly polar words of the lexicon, in file order; read once
+    per process (the task asks for its splits before the model loads and at each evaluation)."""
     words = []
     for line in path.read_text(encoding="utf-8").splitlines():
         word, mean = line.split("\t")[:2]
         if re.fullmatch(r"[a-z]+", word) and abs(float(mean)) >= THRESHOLD and not UNFIT.search(word):
             words.append((word, float(mean)))
-    return words
+    return tuple(words)
 
 
 def to_record(word: str, mean: float) -> dict:
