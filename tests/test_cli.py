@@ -87,7 +87,7 @@ def test_dry_run_prints_parameter_count(tmp_path, tiny_model_dir, commonsense_di
     out = reftrun("train", *tiny_args(tiny_model_dir, commonsense_dir), "dry_run=true", "rank=4", "layers=1",
                   "share_weights=false", f"hydra.run.dir={tmp_path / 'dry'}")
     # untied f7+l7 on one layer: prefix and suffix interventions, 2 × (2·4·64 + 4)
-    assert "trainable intervention parameters: 1,032" in out.stdout
+    assert "trainable parameters: 1,032" in out.stdout
     assert not (tmp_path / "dry" / "reft.json").exists()
 
 

@@ -8,7 +8,8 @@ import torch
 
 from conftest import byte_tokenizer, tiny_llama
 from reftrun.data import Collator, encode_prompts, encode_train
-from reftrun.evaluate import generate_batch, with_average
+from reftrun.evaluate import generate_batch
+from reftrun.metrics import with_average
 from reftrun.reft import Reft, ReftSpec
 from reftrun.tasks import Example
 

@@ -1,10 +1,10 @@
-"""`reftrun train|eval|table`: a thin dispatcher onto Hydra apps.
+"""`reftrun train|eval|table`: a thin dispatcher onto Hydra apps (run folders are runio's, training is train's).
 
 Configs come from the package's conf/ (a wheel) or the checkout's conf/ (editable install).
 Bad input ends with one line on stderr and exit code 2 (HYDRA_FULL_ERROR=1 shows the traceback).
 """
-import os
 import difflib
+import os
 import re
 import shutil
 import sys
@@ -15,9 +15,9 @@ from hydra._internal import utils as hydra_utils
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from .config import ConfigError, config_changes, load_yaml, validate
-from .runio import read_json, write_json
+from .config import ConfigError, validate
 
 
 def config_dir() -> Path:
@@ -57,47 +57,30 @@ def check_group_choices(args: list[str], command: str = "train") -> None:
 
 def _train(cfg: DictConfig) -> float | None:
     """Returns the trained model's average score (what Hydra's Optuna sweeper maximises)."""
+    from .metrics import headline
+    from .runio import finished_run, remove_if_empty
     from .table import run_summary
     from .train import train
     run = validate(cfg)
     run_dir = Path(cfg.run_dir)
-    resolved = redact(OmegaConf.to_container(cfg, resolve=True))
-    resolved.pop("hydra", None)
-    saved = run_dir / "config.yaml"
-    if run.dry_run:
-        pass
-    elif cfg.get("overwrite", False):
-        clear_outputs(run_dir)
-    elif saved.exists():  # the folder name fixes only some settings: never resume or skip a different run
-        changes = config_changes(OmegaConf.to_container(load_yaml(saved)), resolved)
-        if changes:
-            raise ConfigError(f"{run_dir} holds a run with other settings ({'; '.join(changes[:3])}); "
-                              "pass overwrite=true to replace it or hydra.run.dir=<dir> to keep both")
-        status = run_dir / "run.json"
-        if status.exists() and read_json(status).get("status") == "done":
-            print(f"[reftrun] {run_dir} already holds this finished run; skipping (overwrite=true redoes it)")
-            return read_json(run_dir / "metrics.json")["after"].get("average", {}).get("accuracy")
+    resolved = resolved_config(cfg)
+    done = None if run.dry_run else finished_run(run_dir, resolved, cfg.get("overwrite", False))
+    if done is not None:
+        print(f"[reftrun] {run_dir} already holds this finished run; skipping (overwrite=true redoes it)")
+        return headline(done["after"].get("average", {}))
     metrics = train(run, run_dir, resolved)
     if run.dry_run:
         remove_if_empty(run_dir)  # a dry run leaves nothing behind
-    if metrics and not run.dry_run:
+    elif metrics:
         print(f"\nrun folder: {run_dir}\n\n{run_summary(metrics)}")
-        return metrics["after"].get("average", {}).get("accuracy")
+        return headline(metrics["after"].get("average", {}))
     return None
 
 
-OUTPUTS = ("checkpoint.pt", "metrics.json", "run.json", "train_log.jsonl", "reft.json", "interventions.safetensors",
-           "head.safetensors", "predictions", "evals", "alpaca_eval", "alpaca_eval_outputs.json", "wandb")
-
-
-def clear_outputs(run_dir: Path) -> None:
-    """overwrite=true: the old run's outputs go first, so that none of them outlives it (only reftrun's own names)."""
-    for name in OUTPUTS:
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+def resolved_config(cfg: DictConfig) -> dict:
+    resolved = redact(OmegaConf.to_container(cfg, resolve=True))
+    resolved.pop("hydra", None)
+    return resolved
 
 
 SECRET = re.compile(r"(.*_)?(token|secret|password|api_?key|access_key)", re.IGNORECASE)
@@ -146,7 +129,7 @@ def guarded(fn):
         except KeyboardInterrupt:  # Ctrl-C before a run's own handler is installed (or in eval/table)
             print("reftrun: interrupted", file=sys.stderr)
             sys.exit(130)
-        except (ConfigError, OSError, ValueError, FloatingPointError, RuntimeError, ImportError) as e:
+        except (ConfigError, OSError, ValueError, FloatingPointError, RuntimeError, ImportError, OmegaConfBaseException) as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             message = one_line(e)
@@ -160,35 +143,12 @@ def guarded(fn):
     return run
 
 
-def remove_if_empty(run_dir: Path) -> None:
-    """Remove a run folder Hydra created for nothing, and its parents while they are empty."""
-    for folder in [run_dir, *run_dir.parents]:
-        if folder == Path.cwd() or not folder.is_dir() or any(folder.iterdir()):
-            break
-        folder.rmdir()
-
-
 def record_failure(cfg: DictConfig, message: str) -> bool:
-    """A failed train job says so in its own folder (never in another run's); an empty folder is removed.
-    Returns whether the folder now holds the failure in its run.json."""
-    if HydraConfig.get().job.config_name != "train" or "run_dir" not in cfg:
-        return False
-    run_dir = Path(str(cfg.run_dir))
-    if not run_dir.is_dir():
-        return False
-    if not any(run_dir.iterdir()):
-        remove_if_empty(run_dir)
-        return False
-    saved = run_dir / "config.yaml"
-    current = redact(OmegaConf.to_container(cfg, resolve=True))
-    try:
-        same = saved.exists() and not config_changes(OmegaConf.to_container(load_yaml(saved)), current)
-        status = run_dir / "run.json"
-        if same:
-            write_json(status, {**(read_json(status) if status.exists() else {}), "status": "failed", "error": message})
-        return same
-    except (ValueError, OSError):  # a corrupt or unwritable folder: the message on stderr is all there is
-        return False
+    """A failed train job says so in its own folder. Returns whether its run.json now holds the failure."""
+    from .runio import record_failure as record
+    if HydraConfig.get().job.config_name != "train" or "run_dir" not in cfg or not Path(str(cfg.run_dir)).is_dir():
+        return False  # (checked before resolving the config, which may be what failed)
+    return record(Path(str(cfg.run_dir)), resolved_config(cfg), message)
 
 
 APPS = {"train": guarded(_train), "eval": guarded(_eval), "table": guarded(_table)}

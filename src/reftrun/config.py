@@ -13,9 +13,8 @@ from dataclasses import dataclass, field, fields
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .interventions import INTERVENTIONS, activation
 from .positions import PositionSpec
-from .tasks import TASK_NAMES
+from .tasks import TASK_NAMES, task_class
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DECODING_KEYS = {"num_beams", "do_sample", "temperature", "top_p", "top_k", "no_repeat_ngram_size",
@@ -58,6 +57,17 @@ class InterventionConfig:
 
 
 @dataclass
+class MethodConfig:
+    name: str = "reft"                # reft | lora | dora | vera | ia3 (see conf/method/)
+    run_name: str = ""                # the run folder's name (a formula in conf/method/<name>.yaml)
+    rank: int | None = None           # peft methods: r
+    alpha: float | None = None        # lora/dora: the scale is alpha / rank
+    dropout: float | None = None      # lora/dora/vera: dropout on the adapter's input
+    target_modules: list[str] | None = None  # peft methods: names of the linear layers to adapt
+    feedforward_modules: list[str] | None = None  # ia3: which target modules scale their input (the rest their output)
+
+
+@dataclass
 class TaskConfig:
     name: str = "commonsense_offline"
     data_dir: str = "data"            # <data_dir>/<set>/{train,test}.json (LLM-Adapters layout)
@@ -92,6 +102,7 @@ class EvalConfig:
 @dataclass
 class RunConfig:
     model: ModelConfig
+    method: MethodConfig
     intervention: InterventionConfig
     task: TaskConfig
     optim: OptimConfig
@@ -148,7 +159,8 @@ def validate(cfg: DictConfig) -> RunConfig:
     for key in ("hydra", "run_dir", "overwrite"):  # runtime-only keys, not part of the run's identity
         data.pop(key, None)
     data = OmegaConf.to_container(OmegaConf.create(data), resolve=True)
-    groups = {"model": ModelConfig, "intervention": InterventionConfig, "task": TaskConfig,
+    data.setdefault("method", {"name": "reft"})  # the config.yaml of runs made before methods existed
+    groups = {"model": ModelConfig, "method": MethodConfig, "intervention": InterventionConfig, "task": TaskConfig,
               "optim": OptimConfig, "eval": EvalConfig}
     parts = {k: _build(c, data.pop(k, {}) or {}, k) for k, c in groups.items()}
     run = _build(RunConfig, {**data, **parts}, "config")
@@ -167,12 +179,17 @@ def check_run(run: RunConfig) -> RunConfig:
             importlib.import_module(module)
         except ImportError as e:
             raise ConfigError(f"imports: cannot import {module!r} ({e})")
+    from .interventions import INTERVENTIONS, activation
+    from .methods import METHODS
     kinds = ", ".join(sorted(INTERVENTIONS))
+    _check(run.method.name in METHODS, f"unknown method {run.method.name!r}; valid: {', '.join(METHODS)}")
+    if run.method.name != "reft":
+        check_peft(run.method)
     _check(run.intervention.type in INTERVENTIONS, f"unknown intervention {run.intervention.type!r}; valid: {kinds}")
     _check(run.task.name in TASK_NAMES, f"unknown task {run.task.name!r}; valid: {', '.join(TASK_NAMES)}")
     _check(_is_int(run.rank) and run.rank > 0, f"rank {run.rank!r} must be a positive integer")
     try:
-        PositionSpec.parse(run.positions)
+        run.positions = PositionSpec.parse(run.positions)  # parsed once; the spec travels from here
     except ValueError as e:
         raise ConfigError(str(e))
     _check(isinstance(run.share_weights, bool), f"share_weights {run.share_weights!r} must be true or false")
@@ -208,10 +225,10 @@ def check_run(run: RunConfig) -> RunConfig:
     _check(_is_int(run.log_every) and run.log_every > 0, f"log_every {run.log_every!r} must be a positive integer")
     _check(run.task.max_train_examples is None or (_is_int(run.task.max_train_examples) and run.task.max_train_examples > 0),
            f"task.max_train_examples {run.task.max_train_examples!r} must be a positive integer or null")
-    needs = {"wandb": run.logger == "wandb", "sklearn": run.task.name in ("glue", "boolq_offline"),
-             "scipy": run.task.name in ("glue", "boolq_offline")}
-    missing = [m for m, needed in needs.items() if needed and not installed(m)]
-    _check(not missing, f"{', '.join(missing)} is not installed; pip install -e '.[{'wandb' if 'wandb' in missing else 'glue'}]'")
+    needs = {**task_class(run.task.name).requires, **({"wandb": "wandb"} if run.logger == "wandb" else {}),
+             **({"peft": "peft"} if run.method.name != "reft" else {})}
+    missing = [m for m in needs if not installed(m)]
+    _check(not missing, f"{', '.join(missing)} is not installed; pip install -e '.[{needs[missing[0]] if missing else ''}]'")
     _check(_is_int(run.checkpoint_every) and run.checkpoint_every >= 0, f"checkpoint_every {run.checkpoint_every!r} must be an integer ≥ 0")
     _check(run.eval.max_examples is None or (_is_int(run.eval.max_examples) and run.eval.max_examples > 0),
            f"eval.max_examples {run.eval.max_examples!r} must be a positive integer or null (all examples)")
@@ -219,8 +236,20 @@ def check_run(run: RunConfig) -> RunConfig:
     return run
 
 
+def check_peft(m: MethodConfig) -> None:
+    _check(_is_int(m.rank) and m.rank > 0, f"method.rank {m.rank!r} must be a positive integer")
+    _check(m.dropout is None or 0 <= m.dropout < 1, f"method.dropout {m.dropout} must be in [0, 1)")
+    _check(m.name not in ("lora", "dora") or (m.alpha is not None and m.alpha > 0),
+           f"method.alpha {m.alpha!r} must be positive for {m.name}")
+    _check(bool(m.target_modules) and all(isinstance(t, str) and t for t in m.target_modules),
+           f"method.target_modules {m.target_modules!r} must be a non-empty list of linear layer names, e.g. [q_proj, v_proj]")
+    extra = sorted(set(m.feedforward_modules or []) - set(m.target_modules))
+    _check(not extra, f"method.feedforward_modules: {extra[0] if extra else ''!r} is not in method.target_modules; "
+                      f"valid: {', '.join(m.target_modules)}")
+
+
 # Settings that do not change what a run computes: ignored when runs are compared or grouped.
-RUNTIME_KEYS = ("eval.", "logger", "wandb.", "device", "overwrite", "dry_run", "log_every", "checkpoint_every",
+RUNTIME_KEYS = ("eval.", "method.run_name", "logger", "wandb.", "device", "overwrite", "dry_run", "log_every", "checkpoint_every",
                 "imports", "run_dir", "model.short_name", "model.device_map", "model.gradient_checkpointing", "autocast")
 
 
@@ -236,7 +265,8 @@ def flatten(data: dict, prefix: str = "") -> dict[str, str]:
 
 
 def identity(config: dict) -> dict[str, str]:
-    """The settings that define what a run computes, flattened."""
+    """The settings that define what a run computes, flattened (runs from before methods existed are ReFT runs)."""
+    config = {"method": {"name": "reft"}, **config}
     return {k: v for k, v in flatten(config).items() if not k.startswith(RUNTIME_KEYS) and k not in RUNTIME_KEYS}
 
 

@@ -6,16 +6,13 @@ any finished runs side by side. Torch-free.
 import json
 from pathlib import Path
 
+from .metrics import headline as _score
 
 def _read(run_dir: Path) -> tuple[list[dict], dict]:
     log = run_dir / "train_log.jsonl"
     steps = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
     metrics = run_dir / "metrics.json"
     return steps, json.loads(metrics.read_text()) if metrics.exists() else {}
-
-
-def _score(m: dict) -> float | None:
-    return m.get("score", m.get("accuracy"))
 
 
 def _panels(loss_ax, score_ax, run_dir: Path, title: str) -> None:

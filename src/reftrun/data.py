@@ -53,18 +53,22 @@ def encode_prompts(tokenizer, examples: list[Example], max_length: int) -> list[
 
 
 class Collator:
-    """Pads batches and computes their intervention positions from the ReftSpec.
+    """Pads batches and computes their intervention positions from the ReftSpec (none for `spec=None`: methods
+    that edit no positions).
 
     With `spec.sink_token` (compat=pyreft) every sequence starts with one masked pad token, as pyreft's
     datasets prepend it; positions shift by one and real tokens keep their relative positions."""
 
-    def __init__(self, pad_id: int, spec):
+    def __init__(self, pad_id: int, spec=None):
         self.pad_id, self.spec = pad_id, spec
-        self.sink = [pad_id] if spec.sink_token else []
+        self.sink = [pad_id] if spec is not None and spec.sink_token else []
 
-    def _positions(self, lengths, offsets):
-        return batch_positions(self.spec.position_spec, self.spec.share_weights, lengths,
-                               [o + len(self.sink) for o in offsets], self.spec.pyreft_clipping)
+    def _positions(self, lengths, offsets) -> dict:
+        if self.spec is None:
+            return {}
+        positions, mask = batch_positions(self.spec.positions, self.spec.share_weights, lengths,
+                                          [o + len(self.sink) for o in offsets], self.spec.pyreft_clipping)
+        return {"positions": positions, "position_mask": mask}
 
     def train(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         """Right padding; positions start at each row's first prompt token."""
@@ -72,13 +76,12 @@ class Collator:
         labels = [[-100] * len(self.sink) + r["labels"] for r in rows]
         width = max(map(len, ids))
         pad = [width - len(x) for x in ids]
-        positions, mask = self._positions([r["prompt_length"] for r in rows], [0] * len(rows))
         return {
             "input_ids": torch.tensor([x + [self.pad_id] * p for x, p in zip(ids, pad)]),
             "attention_mask": torch.tensor([[0] * len(self.sink) + [1] * (len(x) - len(self.sink)) + [0] * p
                                             for x, p in zip(ids, pad)]),
             "labels": torch.tensor([l + [-100] * p for l, p in zip(labels, pad)]),
-            "positions": positions, "position_mask": mask,
+            **self._positions([r["prompt_length"] for r in rows], [0] * len(rows)),
         }
 
     def classify(self, rows: list[dict], regression: bool = False) -> dict[str, torch.Tensor]:
@@ -91,11 +94,10 @@ class Collator:
         """Left padding for generation; positions shift by each row's pad count."""
         width = max(len(p) for p in prompts) + len(self.sink)
         pad = [width - len(p) - len(self.sink) for p in prompts]
-        positions, mask = self._positions([len(p) for p in prompts], pad)
         return {
             "input_ids": torch.tensor([[self.pad_id] * (n + len(self.sink)) + p for p, n in zip(prompts, pad)]),
             "attention_mask": torch.tensor([[0] * (n + len(self.sink)) + [1] * len(p) for p, n in zip(prompts, pad)]),
-            "positions": positions, "position_mask": mask,
+            **self._positions([len(p) for p in prompts], pad),
         }
 
 

@@ -1,7 +1,7 @@
 """Batched greedy evaluation: generate, extract, score, write per-example predictions.
 
-Prompts are sorted by length and left-padded; interventions edit the prompt on the prefill only.
-`reft=None` scores the untouched base model (the "before" column of the results table).
+Prompts are sorted by length and left-padded; every method runs the same batches (ReFT edits the prompt on
+the prefill only). `method=None` scores the untouched base model (the "before" column of the results table).
 """
 from collections import Counter
 from contextlib import nullcontext
@@ -11,12 +11,16 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import Collator, encode_classify, encode_prompts
-from .reft import Reft
-from .runio import write_jsonl
+from .metrics import with_average
+from .runio import write_json, write_jsonl
 from .tasks import Task
 
 
-def generate_batch(model, tok, reft: Reft | None, batch: dict, device: str, max_new_tokens: int | None,
+def running(method, model, batch: dict, generating: bool = False):
+    return method.active(model, batch, generating) if method is not None else nullcontext()
+
+
+def generate_batch(model, tok, method, batch: dict, device: str, max_new_tokens: int | None,
                    decoding: dict) -> list[str]:
     """Greedy unless `decoding` says otherwise. A task may bound generations by `max_length` (all tokens, as
     pyreft's instruction tasks); an explicit max_new_tokens takes precedence."""
@@ -25,16 +29,14 @@ def generate_batch(model, tok, reft: Reft | None, batch: dict, device: str, max_
     if max_new_tokens is not None:
         kw.pop("max_length", None)
         kw["max_new_tokens"] = max_new_tokens
-    ids, attn = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-    if reft is None:
-        with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=attn, **kw)
-    else:
-        out = reft.generate(model, ids, attn, batch["positions"].to(device), batch["position_mask"].to(device), **kw)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    ids = batch["input_ids"]
+    with torch.no_grad(), running(method, model, batch, generating=True):
+        out = model.generate(input_ids=ids, attention_mask=batch["attention_mask"], **kw)
     return tok.batch_decode(out[:, ids.shape[1]:], skip_special_tokens=True)
 
 
-def evaluate_set(model, tok, reft: Reft | None, task: Task, eval_set: str, collator: Collator, device: str,
+def generate_set(model, tok, method, task: Task, eval_set: str, collator: Collator, device: str,
                  batch_size: int, max_length: int, max_examples: int | None = None,
                  max_new_tokens: int | None = None, decoding: dict | None = None,
                  desc: str = "") -> tuple[dict, list[dict], list]:
@@ -43,16 +45,11 @@ def evaluate_set(model, tok, reft: Reft | None, task: Task, eval_set: str, colla
     prompts = encode_prompts(tok, examples, max_length)
     order = sorted(range(len(examples)), key=lambda i: -len(prompts[i]))  # longest first: memory peak up front
     generations: dict[int, str] = {}
-    was_training = reft.training if reft is not None else False
-    if reft is not None:
-        reft.eval()
     for start in tqdm(range(0, len(order), batch_size), desc=desc or eval_set, leave=False):
         idx = order[start:start + batch_size]
         batch = collator.prompts([prompts[i] for i in idx])
-        texts = generate_batch(model, tok, reft, batch, device, max_new_tokens or task.max_new_tokens, decoding)
+        texts = generate_batch(model, tok, method, batch, device, max_new_tokens or task.max_new_tokens, decoding)
         generations.update(zip(idx, texts))
-    if reft is not None:
-        reft.train(was_training)
     rows = []
     for i, ex in enumerate(examples):
         extracted = task.extract(generations[i], ex.gold)
@@ -71,19 +68,17 @@ def evaluate_set(model, tok, reft: Reft | None, task: Task, eval_set: str, colla
 
 
 @torch.no_grad()
-def classify_set(model, tok, reft: Reft | None, task: Task, eval_set: str, collator: Collator, device: str,
-                 batch_size: int, max_length: int, max_examples: int | None = None) -> tuple[dict, list[dict], list]:
+def classify_set(model, tok, method, task: Task, eval_set: str, collator: Collator, device: str,
+                 batch_size: int, max_length: int, max_examples: int | None = None, max_new_tokens=None,
+                 decoding=None, desc: str = "") -> tuple[dict, list[dict], list]:
     """Batched classification: argmax of the head (its value for regression), scored by the task's metric."""
     examples = task.eval_examples(eval_set)[:max_examples]
     rows = encode_classify(tok, examples, max_length)
     regression = task.num_labels == 1
     predictions = []
-    if reft is not None:
-        reft.eval()
     for start in range(0, len(rows), batch_size):
         batch = {k: v.to(device) for k, v in collator.classify(rows[start:start + batch_size], regression).items()}
-        context = reft.attached(model, batch["positions"], batch["position_mask"]) if reft is not None else nullcontext()
-        with context:
+        with running(method, model, batch):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
         predictions += (logits.squeeze(-1) if regression else logits.argmax(-1)).tolist()
     out = [{"id": ex.id, "prompt": ex.prompt, "pair": ex.meta.get("pair"), "prediction": p, "gold": ex.meta["label"],
@@ -94,37 +89,23 @@ def classify_set(model, tok, reft: Reft | None, task: Task, eval_set: str, colla
     return metrics, out, examples
 
 
-def headline(metrics: dict) -> float | None:
-    """A set's headline number: the task's metric where it has one, else accuracy."""
-    return metrics.get("score", metrics.get("accuracy"))
-
-
-def evaluate(model, tok, reft: Reft | None, task: Task, sets: list[str], collator: Collator, device: str,
-             run_dir: Path, stage: str, batch_size: int, max_length: int, max_examples: int | None = None,
+def evaluate(model, tok, method, objective, sets: list[str], collator: Collator, device: str, run_dir: Path,
+             stage: str, batch_size: int, max_length: int, max_examples: int | None = None,
              max_new_tokens: int | None = None, decoding: dict | None = None) -> dict:
-    """Score every set, write predictions/<stage>/<set>.jsonl, return {set: metrics, 'average': ...}."""
-    results = {}
+    """Score every set, write predictions/<stage>/<set>.jsonl, return {set: metrics, 'average': ...}.
+    The model and the method are in eval mode here; the caller restores training mode."""
+    task, results = objective.task, {}
     for eval_set in sets:
         torch.manual_seed(0)  # sampling presets decode reproducibly
-        if getattr(task, "kind", "generate") == "classify":
-            metrics, rows, examples = classify_set(model, tok, reft, task, eval_set, collator, device, batch_size,
-                                                   max_length, max_examples)
-        else:
-            metrics, rows, examples = evaluate_set(model, tok, reft, task, eval_set, collator, device, batch_size,
-                                                   max_length, max_examples, max_new_tokens, decoding,
-                                                   desc=f"eval {stage} {eval_set}")
+        metrics, rows, examples = objective.score_set(model, tok, method, task, eval_set, collator, device, batch_size,
+                                                      max_length, max_examples, max_new_tokens, decoding,
+                                                      desc=f"eval {stage} {eval_set}")
         write_jsonl(Path(run_dir) / "predictions" / stage / f"{eval_set}.jsonl", rows)
         if stage != "before":
-            metrics.update(task.finish(Path(run_dir), eval_set, rows, examples, generator=Path(run_dir).name))
+            files = {}
+            for name, data in task.outputs(eval_set, rows, examples, Path(run_dir).name).items():
+                files[name] = Path(run_dir) / name
+                write_json(files[name], data)
+            metrics.update(task.judge(files, Path(run_dir), Path(run_dir).name))
         results[eval_set] = metrics
-    return with_average(results)
-
-
-def with_average(results: dict) -> dict:
-    """Add 'average': the unweighted mean over eval sets (as the paper's tables average)."""
-    scored = [m for s, m in results.items() if s != "average" and m.get("n") and headline(m) is not None]
-    average = {"accuracy": sum(headline(m) for m in scored) / len(scored)} if scored else {}
-    for key in ("majority", "chance"):
-        if scored and all(m.get(key) is not None for m in scored):
-            average[key] = sum(m[key] for m in scored) / len(scored)
-    return {**{s: m for s, m in results.items() if s != "average"}, "average": average}
+    return with_average(results, task.metric)

@@ -1,6 +1,7 @@
 """`reftrun eval run_dir=<dir>`: reload a run's interventions from its folder and score them again.
 
-Only the run folder is needed (config.yaml, reft.json, interventions.safetensors); `eval.*` overrides
+Only the run folder is needed (config.yaml and the saved method: reft.json + interventions.safetensors, or
+adapter.json + adapter.safetensors); `eval.*` overrides
 select sets and caps. Results go to <run_dir>/evals/<name>/ (metrics.json, predictions/after/), beside the
 training's own results, which are never touched; `reftrun table eval=<name>` reads them.
 """
@@ -11,10 +12,12 @@ from omegaconf import DictConfig, OmegaConf
 from .config import ConfigError, load_yaml, slug, validate
 from .data import Collator
 from .evaluate import evaluate
-from .models import load_model, load_tokenizer, model_shape
-from .runio import load_head, load_reft, read_json, write_json
+from .methods import load_head, load_method
+from .models import load_model, load_tokenizer, model_config
+from .objectives import objective_for
+from .runio import read_json, write_json
 from .table import run_summary
-from .train import build_task
+from .tasks import task_for_run
 
 
 def eval_name(cfg: DictConfig) -> str:
@@ -40,22 +43,25 @@ def evaluate_run(cfg: DictConfig) -> dict:
         saved.device = cfg.device
     run = validate(saved)
     out = run_dir / "evals" / eval_name(cfg)
-    task, sets = build_task(run)
-    reft = load_reft(run_dir)
-    hidden_size, _ = model_shape(reft.spec.base_model, run.model.trust_remote_code)  # config only: no weights yet
-    if hidden_size != reft.spec.hidden_size:
-        raise ValueError(f"interventions in {run_dir} are for hidden size {reft.spec.hidden_size}, "
-                         f"but {reft.spec.base_model} has hidden size {hidden_size}")
-    tok = load_tokenizer(reft.spec.base_model, run.model.max_length, run.model.trust_remote_code,
+    task, sets = task_for_run(run)
+    objective = objective_for(task, run.compat)
+    method = load_method(run_dir)
+    if method.spec is not None:  # config only, no weights yet: a mismatch fails before the model loads
+        config = model_config(method.spec.base_model, run.model.trust_remote_code)
+        hidden_size = getattr(config, "text_config", config).hidden_size
+        if hidden_size != method.spec.hidden_size:
+            raise ValueError(f"interventions in {run_dir} are for hidden size {method.spec.hidden_size}, "
+                             f"but {method.spec.base_model} has hidden size {hidden_size}")
+    tok = load_tokenizer(run.model.name_or_path, run.model.max_length, run.model.trust_remote_code,
                          run.model.use_fast_tokenizer)
-    classify = getattr(task, "kind", "generate") == "classify"
-    model, device = load_model(reft.spec.base_model, run.model.dtype, run.device, run.model.trust_remote_code,
-                               run.model.device_map, task.num_labels if classify else None)
-    if classify:
+    model, device = load_model(run.model.name_or_path, run.model.dtype, run.device, run.model.trust_remote_code,
+                               run.model.device_map, objective.num_labels)
+    if objective.num_labels:
         load_head(run_dir, model)
-    reft = reft.to(device)
-    collator = Collator(tok.pad_token_id, reft.spec)
-    after = evaluate(model, tok, reft, task, sets, collator, device, out, "after", batch_size=run.eval.batch_size,
+    method.attach(model)
+    method.train(False)
+    collator = Collator(tok.pad_token_id, method.spec)
+    after = evaluate(model, tok, method, objective, sets, collator, device, out, "after", batch_size=run.eval.batch_size,
                      max_length=run.model.max_length, max_examples=run.eval.max_examples,
                      max_new_tokens=run.task.max_new_tokens, decoding=run.decoding)
     metrics = {"after": after, "eval": OmegaConf.to_container(saved.eval)}

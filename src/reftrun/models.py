@@ -105,15 +105,22 @@ def model_shape(name_or_path: str, trust_remote_code: bool = False, architecture
     return config.hidden_size, config.num_hidden_layers
 
 
-def base_parameters(name_or_path: str, trust_remote_code: bool = False, num_labels: int | None = None,
-                    architecture: dict | None = None) -> int:
+def base_parameters(config, num_labels: int | None = None, trust_remote_code: bool = False) -> int:
     """The base model's parameter count, built on the meta device from its config: no weights read.
-    A classifier counts its pretrained body only, as the paper's percentages leave out the head."""
+    A classifier counts its pretrained body only (with its pooler), as the paper's percentages leave out the head."""
     from transformers import AutoModel, AutoModelForCausalLM
-    config = model_config(name_or_path, trust_remote_code, architecture)
     with torch.device("meta"):
         model = (AutoModel if num_labels else AutoModelForCausalLM).from_config(config, trust_remote_code=trust_remote_code)
     return sum(p.numel() for p in model.parameters())
+
+
+def meta_model(config, num_labels: int | None = None, trust_remote_code: bool = False):
+    """The model a run trains, on the meta device: shapes and module names without weights (dry runs, checks)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    kind = AutoModelForSequenceClassification if num_labels else AutoModelForCausalLM
+    extra = {"num_labels": num_labels} if num_labels else {}
+    with torch.device("meta"):
+        return kind.from_config(config, trust_remote_code=trust_remote_code, **extra)
 
 
 def load_tokenizer(name_or_path: str, max_length: int, trust_remote_code: bool = False, use_fast: bool = True):

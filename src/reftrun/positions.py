@@ -4,10 +4,10 @@ Positions are computed per example in the collator, after padding, as a [batch, 
 tensor plus a validity mask: no sink token, and the same code serves right padding (training) and
 left padding (generation). Facts: pyreft_behaviour.md §2.3, paper_results.md §5.0.
 """
+from __future__ import annotations
+
 import re
 from dataclasses import dataclass
-
-import torch
 
 _SPEC = re.compile(r"^(?:f(\d+))?(?:\+?l(\d+))?$")
 
@@ -67,6 +67,7 @@ def batch_positions(spec: PositionSpec, share_weights: bool, prompt_lengths: lis
     """Absolute positions [B, G, P] and validity mask [B, G, P] for a padded batch.
 
     offsets[i] is where row i's prompt starts: 0 with right padding, the pad count with left padding."""
+    import torch  # here, so that configs and tables that parse positions never load torch
     widths = spec.slots(share_weights)
     width = max(widths)
     rows, masks = [], []

@@ -5,7 +5,7 @@ positions, mask)` registers forward hooks on the chosen blocks' outputs (the res
 always removes them; `reft.generate(...)` edits the prompt on the prefill pass only.
 """
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -64,7 +64,7 @@ class ReftSpec:
     intervention: str
     rank: int
     layers: list[int]
-    positions: str
+    positions: PositionSpec   # a string such as "f7+l7" is parsed on construction
     share_weights: bool
     hidden_size: int
     dtype: str = "float32"
@@ -74,21 +74,20 @@ class ReftSpec:
     dropout_whole_output: bool = False   # compat=pyreft: dropout on h+Δ, not on Δ
     pyreft_clipping: bool = False        # compat=pyreft: ⌊n/2⌋ clipping for both position groups
     sink_token: bool = False             # compat=pyreft: a masked pad token prepended to every sequence
-    extra: dict = field(default_factory=dict)
 
-    @property
-    def position_spec(self) -> PositionSpec:
-        return PositionSpec.parse(self.positions)
+    def __post_init__(self):
+        if not isinstance(self.positions, PositionSpec):
+            self.positions = PositionSpec.parse(self.positions)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "positions": str(self.positions)}
 
 
 class Reft(nn.Module):
     def __init__(self, spec: ReftSpec):
         super().__init__()
         self.spec = spec
-        self.groups = spec.position_spec.groups(spec.share_weights)
+        self.groups = spec.positions.groups(spec.share_weights)
         kw = dict(dropout=spec.dropout, act_fn=spec.act_fn, dtype=getattr(torch, spec.dtype),
                   dropout_whole_output=spec.dropout_whole_output)
         self.interventions = nn.ModuleDict({

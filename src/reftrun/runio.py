@@ -1,20 +1,20 @@
-"""Run folders: interventions as safetensors + reft.json, atomic JSON writes, metrics merging.
+"""Run folders: atomic writes, JSON, metrics merging, the folder's lifecycle and the run recorder. Torch-free.
 
-A run folder holds config.yaml (resolved), reft.json + interventions.safetensors, metrics.json,
-predictions/<stage>/<set>.jsonl and train_log.jsonl. Every file is written to a temporary name and
-renamed, so an interrupted run never leaves a truncated file behind.
+A run folder holds config.yaml (resolved), the method's description and weights (reft.json +
+interventions.safetensors, or adapter.json + adapter.safetensors), metrics.json, run.json (status),
+predictions/<stage>/<set>.jsonl, train_log.jsonl and curves.png. Every file is written to a temporary name
+and renamed, so an interrupted run never leaves a truncated file behind.
 """
 import json
+import math
 import os
+import shutil
 from pathlib import Path
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-
-from .reft import Reft, ReftSpec
-
-WEIGHTS, SPEC, HEAD = "interventions.safetensors", "reft.json", "head.safetensors"
+# reftrun's own outputs: what overwrite=true clears (nothing else in the folder is touched)
+OUTPUTS = ("checkpoint.pt", "metrics.json", "run.json", "train_log.jsonl", "reft.json", "interventions.safetensors",
+           "adapter.json", "adapter.safetensors", "head.safetensors", "predictions", "evals", "alpaca_eval",
+           "alpaca_eval_outputs.json", "wandb", "curves.png")
 
 
 def atomic_write(path: Path, content) -> None:
@@ -66,58 +66,106 @@ def merge_metrics(run_dir: Path, updates: dict) -> dict:
     return metrics
 
 
-def _save_tensors(tensors: dict, path: Path) -> None:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "reftrun"}))
+def clear_outputs(run_dir: Path) -> None:
+    """overwrite=true: the old run's outputs go first, so that none of them outlives it (only reftrun's own names)."""
+    for name in OUTPUTS:
+        path = Path(run_dir) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
-def save_reft(reft: Reft, run_dir: Path, head: dict | None = None) -> None:
-    """Interventions (and a classifier's trained head, if any) as safetensors, plus reft.json."""
-    run_dir = Path(run_dir)
-    _save_tensors(reft.state_dict(), run_dir / WEIGHTS)
-    if head:
-        _save_tensors(head, run_dir / HEAD)
-    write_json(run_dir / SPEC, {**reft.spec.to_dict(), "num_parameters": reft.num_parameters(),
-                                "head_parameters": sum(p.numel() for p in (head or {}).values())})
+def remove_if_empty(run_dir: Path) -> None:
+    """Remove a run folder Hydra created for nothing, and its parents while they are empty."""
+    for folder in [run_dir, *run_dir.parents]:
+        if folder == Path.cwd() or not folder.is_dir() or any(folder.iterdir()):
+            break
+        folder.rmdir()
 
 
-def load_head(run_dir: Path, model) -> None:
-    """Load a saved classifier head into `model` (safetensors only)."""
-    path = Path(run_dir) / HEAD
+def finished_run(run_dir: Path, resolved: dict, overwrite: bool) -> dict | None:
+    """Before a run starts: with `overwrite` the old outputs go; a folder holding other settings is refused
+    (the folder name fixes only some of them); a finished run of the same settings returns its metrics (skip)."""
+    from .config import ConfigError, config_changes, load_yaml
+    from omegaconf import OmegaConf
+    saved = run_dir / "config.yaml"
+    if overwrite:
+        clear_outputs(run_dir)
+        return None
+    if not saved.exists():
+        return None
+    changes = config_changes(OmegaConf.to_container(load_yaml(saved)), resolved)
+    if changes:
+        raise ConfigError(f"{run_dir} holds a run with other settings ({'; '.join(changes[:3])}); "
+                          "pass overwrite=true to replace it or hydra.run.dir=<dir> to keep both")
+    status = run_dir / "run.json"
+    if status.exists() and read_json(status).get("status") == "done":
+        return read_json(run_dir / "metrics.json")
+    return None
+
+
+def record_failure(run_dir: Path, resolved: dict, message: str) -> bool:
+    """A failed job says so in its own folder (never in another run's); an empty folder is removed.
+    Returns whether the folder now holds the failure in its run.json."""
+    from .config import config_changes, load_yaml
+    from omegaconf import OmegaConf
+    if not run_dir.is_dir():
+        return False
+    if not any(run_dir.iterdir()):
+        remove_if_empty(run_dir)
+        return False
+    saved = run_dir / "config.yaml"
     try:
-        state = load_file(path)
-    except (SafetensorError, OSError) as e:
-        raise ValueError(f"{path} is missing, corrupted or truncated ({e})")
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, tensor in state.items():
-            params[name].copy_(tensor)
+        same = saved.exists() and not config_changes(OmegaConf.to_container(load_yaml(saved)), resolved)
+        status = run_dir / "run.json"
+        if same:
+            write_json(status, {**(read_json(status) if status.exists() else {}), "status": "failed", "error": message})
+        return same
+    except (ValueError, OSError):  # a corrupt or unwritable folder: the message on stderr is all there is
+        return False
 
 
-def load_reft(run_dir: Path, hidden_size: int | None = None) -> Reft:
-    """Rebuild the interventions from reft.json and load their weights (safetensors only, no pickle)."""
-    run_dir = Path(run_dir)
-    spec_path, weights_path = run_dir / SPEC, run_dir / WEIGHTS
-    for p in (spec_path, weights_path):
-        if not p.exists():
-            raise FileNotFoundError(f"{p} not found; is {run_dir} a finished reftrun run folder?")
-    data = read_json(spec_path)
+def logged_step(line: str) -> float:
+    """The step of a train_log line; a line cut short by a kill counts as past any checkpoint."""
     try:
-        data.pop("num_parameters", None)
-        data.pop("head_parameters", None)
-        spec = ReftSpec(**data)
-    except (AttributeError, TypeError) as e:
-        raise ValueError(f"{spec_path} is malformed ({e}); it does not describe interventions")
-    if hidden_size is not None and hidden_size != spec.hidden_size:
-        raise ValueError(f"interventions in {run_dir} are for hidden size {spec.hidden_size}, "
-                         f"but the model has hidden size {hidden_size}")
-    reft = Reft(spec)
-    try:
-        state = load_file(weights_path)
-    except (SafetensorError, OSError) as e:
-        raise ValueError(f"{weights_path} is corrupted or truncated ({e})")
-    missing = set(reft.state_dict()) ^ set(state)
-    if missing:
-        raise ValueError(f"{weights_path} does not match {SPEC}: mismatched tensors {sorted(missing)[:3]}")
-    reft.load_state_dict(state)
-    return reft
+        return json.loads(line)["step"]
+    except (ValueError, KeyError):
+        return math.inf
+
+
+class Recorder:
+    """What a run says about itself while it runs: run.json (status), train_log.jsonl and wandb. Only the main
+    rank records; on other ranks every call does nothing."""
+
+    def __init__(self, run_dir: Path, main: bool, status: dict, start: int, wandb: dict | None = None):
+        self.run_dir, self.main, self.status = Path(run_dir), main, status
+        self.log_path, self.logger = self.run_dir / "train_log.jsonl", None
+        if not main:
+            return
+        kept = []  # a resumed run keeps the lines up to its checkpoint; a fresh run starts an empty log
+        if start and self.log_path.exists():
+            kept = [l for l in self.log_path.read_text().splitlines() if logged_step(l) <= start]
+        atomic_write(self.log_path, "".join(l + "\n" for l in kept))
+        self.set("running")
+        if wandb is not None:
+            import wandb as wandb_lib
+            self.logger = wandb_lib.init(**wandb)
+
+    def set(self, status: str, **extra) -> None:
+        if self.main:
+            write_json(self.run_dir / "run.json", {**self.status, "status": status, **extra})
+
+    def log(self, record: dict) -> None:
+        if not self.main:
+            return
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.logger is not None:
+            self.logger.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=record["step"])
+
+    def finish(self, scores: dict) -> None:
+        self.set("done")
+        if self.logger is not None:
+            self.logger.log({f"eval/{name}": value for name, value in scores.items()})
+            self.logger.finish()

@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .config import ConfigError, identity, load_yaml
-from .evaluate import headline
+from .metrics import headline
 from .runio import read_json
 
 

@@ -18,7 +18,13 @@ class Example:
 
 
 class Task:
+    """What the rest of reftrun asks of a task is declared here; nothing outside tasks/ names a task."""
     name = "base"
+    kind = "generate"                        # generate: prompt → text, extracted and scored; classify: a head on the input
+    metric = "accuracy"                      # the headline score's name (matthews_correlation, pearson, win_rate, ...)
+    num_labels: int | None = None            # classify: the head's outputs (1: regression)
+    tune_set: str | None = None              # an eval set that picks the best epoch (GLUE: validation_tune)
+    requires: dict[str, str] = {}            # optional module → the pip extra that installs it
     eval_sets: tuple[str, ...] = ()          # every set the task can score
     default_eval_sets: tuple[str, ...] = ()  # scored when eval.sets is not given (default: all)
     max_new_tokens: int | None = 32
@@ -49,8 +55,12 @@ class Task:
         shortcut is known for the data, {"cue": {"rule": "...", "accuracy": p}} measured on these examples."""
         return {}
 
-    def finish(self, run_dir: Path, eval_set: str, rows: list[dict], examples: list[Example], generator: str) -> dict:
-        """Hook after a set is evaluated (e.g. write a judge's input, run the judge); returns metrics to add."""
+    def outputs(self, eval_set: str, rows: list[dict], examples: list[Example], generator: str) -> dict:
+        """Files to write beside the predictions after a set is evaluated ({file name: JSON data}), e.g. a judge's input."""
+        return {}
+
+    def judge(self, files: dict[str, Path], work_dir: Path, generator: str) -> dict:
+        """Metrics from an external judge of the written `files` (run in `work_dir`); {} when there is none."""
         return {}
 
 
@@ -69,9 +79,24 @@ TASKS = {  # name → "module:Class"; adding a task is one module and one line h
 TASK_NAMES = tuple(sorted(TASKS))
 
 
-def get_task(name: str, **kw) -> Task:
+def task_class(name: str) -> type[Task]:
     import importlib
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; valid: {', '.join(TASK_NAMES)}")
     module, cls = TASKS[name].split(":")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)(**kw)
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
+
+
+def get_task(name: str, **kw) -> Task:
+    return task_class(name)(**kw)
+
+
+def task_for_run(run) -> tuple[Task, list[str]]:
+    """The run's task and the eval sets it scores (eval.sets, else task.eval_sets, else the task's defaults)."""
+    task = get_task(run.task.name, data_dir=run.task.data_dir, seed=run.task.split_seed, compat=run.compat,
+                    **run.task.options)
+    sets = run.eval.sets or run.task.eval_sets or list(task.default_eval_sets or task.eval_sets)
+    bad = [s for s in sets if s not in task.eval_sets]
+    if bad:
+        raise ValueError(f"unknown eval set {bad[0]!r} for task {task.name}; valid: {', '.join(task.eval_sets)}")
+    return task, sets

@@ -32,6 +32,8 @@ def glue_metric(name: str, predictions: list[float], labels: list[float]) -> flo
 class Glue(Task):
     name = "glue"
     kind = "classify"
+    tune_set = "validation_tune"
+    requires = {"sklearn": "glue", "scipy": "glue"}
     eval_sets = ("validation", "validation_tune")
     default_eval_sets = ("validation",)
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from . import Example, Task
 from .files import read_json_records
 from .templates import alpaca_prompt
-from ..runio import write_json
 
 
 class Instruct(Task):
     name = "alpaca"
+    metric = "win_rate"
     train_dir = "alpaca_data_cleaned"
     eval_sets = ("alpaca_eval",)
     max_new_tokens = None
@@ -46,18 +46,20 @@ class Instruct(Task):
     def score(self, extracted: str, gold: str) -> None:
         return None
 
-    def finish(self, run_dir: Path, eval_set: str, rows: list[dict], examples: list[Example], generator: str) -> dict:
-        """Write the judge's input; when `task.options.judge` (an alpaca_eval annotators config, the paper's is
-        alpaca_eval_gpt4) and `reference_outputs` (text-davinci-003's outputs for v1.0) are set, run the judge
-        and return its win rate as the set's score."""
-        outputs = [{"instruction": ex.meta["instruction"], "output": row["extracted"], "generator": generator,
-                    "dataset": "alpaca_eval"} for ex, row in zip(examples, rows)]
-        path = Path(run_dir) / f"{eval_set}_outputs.json"
-        write_json(path, outputs)
+    def outputs(self, eval_set: str, rows: list[dict], examples: list[Example], generator: str) -> dict:
+        """The judge's input: an AlpacaEval model-outputs file."""
+        return {f"{eval_set}_outputs.json": [{"instruction": ex.meta["instruction"], "output": row["extracted"],
+                                              "generator": generator, "dataset": "alpaca_eval"}
+                                             for ex, row in zip(examples, rows)]}
+
+    def judge(self, files: dict[str, Path], work_dir: Path, generator: str) -> dict:
+        """When `task.options.judge` (an alpaca_eval annotators config, the paper's is alpaca_eval_gpt4) and
+        `reference_outputs` (text-davinci-003's outputs for v1.0) are set, run the judge: its win rate is the score."""
         judge, reference = self.options.get("judge"), self.options.get("reference_outputs")
         if not judge or not reference:
             return {}
-        return {"score": win_rate(path, judge, reference, Path(run_dir) / "alpaca_eval", generator), "metric": "win_rate"}
+        (path,) = files.values()
+        return {"score": win_rate(path, judge, reference, Path(work_dir) / "alpaca_eval", generator), "metric": "win_rate"}
 
 
 def win_rate(outputs: Path, judge: str, reference: str, out_dir: Path, generator: str) -> float | None:
