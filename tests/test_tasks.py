@@ -9,7 +9,7 @@ from conftest import FIXTURES
 from reftrun.tasks import TASK_NAMES, get_task
 from reftrun.tasks.arithmetic import first_choice_letter, last_number
 from reftrun.tasks.gsm8k import gold_answer
-from test_cli import TINY, reftrun
+from conftest import TINY, reftrun
 
 DATA = {"commonsense": "commonsense", "arithmetic": "arithmetic", "math": "arithmetic", "gsm8k": "gsm8k",
         "alpaca": "instruct", "ultrafeedback": "instruct"}
