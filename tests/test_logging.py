@@ -44,7 +44,7 @@ def test_wandb_gets_resolved_config_and_step_logs(tmp_path, monkeypatch, tiny_mo
 
 
 def test_secrets_never_reach_saved_configs(tmp_path, tiny_model_dir, commonsense_dir):
-    from test_cli import reftrun, tiny_args
+    from conftest import reftrun, tiny_args
     run = tmp_path / "run"
     reftrun("train", *tiny_args(tiny_model_dir, commonsense_dir), "+wandb.api_key=sk-SECRET123", "+wandb.hf_token=hf_SECRET456",
             "optim.max_steps=1", "eval.before=false", "eval.sets=[boolq]", f"hydra.run.dir={run}")

@@ -13,7 +13,7 @@ from reftrun.models import base_parameters, model_shape
 from reftrun.reft import Reft
 from reftrun.table import PAPER, build_table
 from reftrun.train import build_spec, build_task
-from test_cli import reftrun
+from conftest import reftrun
 
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_cli import reftrun, tiny_args
+from conftest import reftrun, tiny_args
 
 RESUMABLE = ["optim.max_steps=12", "checkpoint_every=1", "eval.before=false", "eval.sets=[boolq]",
              "intervention.dropout=0.2", "optim.batch_size=2", "optim.grad_accum=2"]

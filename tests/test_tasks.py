@@ -5,11 +5,10 @@ import os
 
 import pytest
 
-from conftest import FIXTURES
-from reftrun.tasks import TASK_NAMES, get_task
+from conftest import FIXTURES, TINY, reftrun
+from reftrun.tasks import TASKS, Task, get_task
 from reftrun.tasks.arithmetic import first_choice_letter, last_number
 from reftrun.tasks.gsm8k import gold_answer
-from test_cli import TINY, reftrun
 
 DATA = {"commonsense": "commonsense", "arithmetic": "arithmetic", "math": "arithmetic", "gsm8k": "gsm8k",
         "alpaca": "instruct", "ultrafeedback": "instruct"}
@@ -24,7 +23,36 @@ def correct_generation(name: str, gold: str) -> str:
     return f"First 2 + 3 = 5, then 5 * 4 = 20. The final answer is: {gold}"
 
 
-GENERATIVE = [n for n in TASK_NAMES if n not in ("glue", "boolq_offline")]  # classification: tests/test_glue.py
+def task_class(name: str) -> type:
+    """The class a TASKS entry names ("module:Class"), imported the way get_task imports it."""
+    return type(get_task(name))
+
+
+# Every registered task, read from the registry: a new task is tested without editing this file.
+GENERATIVE = [n for n in sorted(TASKS) if getattr(task_class(n), "kind", None) != "classify"]  # classify: test_glue.py
+NUMERIC = [n for n in sorted(TASKS) if task_class(n).filter == "flexible"]  # scored on the last number
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_registered_task_resolves_to_its_class_and_config(name):
+    module, cls = TASKS[name].split(":")
+    task = get_task(name)
+    assert isinstance(task, Task) and type(task).__name__ == cls and type(task).__module__ == f"reftrun.tasks.{module}"
+    assert task.eval_sets and set(task.default_eval_sets) <= set(task.eval_sets)
+    assert task.filter in (None, "strict", "flexible")
+    assert (FIXTURES.parents[1] / "conf" / "task" / f"{name}.yaml").exists()  # selectable as task=<name>
+
+
+def test_an_unknown_task_names_every_registered_one():
+    with pytest.raises(ValueError) as err:
+        get_task("nope")
+    assert str(err.value) == f"unknown task 'nope'; valid: {', '.join(sorted(TASKS))}"
+
+
+def test_the_registry_loops_see_the_papers_tasks():
+    """The derived lists are not empty by accident (e.g. an attribute renamed)."""
+    assert {"commonsense", "arithmetic", "gsm8k", "alpaca"} <= set(GENERATIVE) and "glue" not in GENERATIVE
+    assert {"arithmetic", "math", "gsm8k"} <= set(NUMERIC) and "commonsense" not in NUMERIC
 
 
 @pytest.mark.parametrize("name", GENERATIVE)
@@ -36,7 +64,7 @@ def test_every_task_formats_and_scores_its_sets(name):
         examples = task.eval_examples(eval_set)
         assert examples and all(ex.prompt for ex in examples)
         for ex in examples:
-            if name in ("alpaca", "ultrafeedback"):  # scored by an external judge
+            if task.filter is None:  # nothing to extract: scored by an external judge (alpaca, ultrafeedback)
                 assert task.score(task.extract("Sure! Here you go.", ex.gold), ex.gold) is None
                 continue
             assert task.score(task.extract(correct_generation(name, ex.gold), ex.gold), ex.gold) is True, (eval_set, ex.gold)
@@ -170,9 +198,9 @@ def test_commonsense_takes_the_first_trigger():
     assert cs.filter == "strict"
 
 
-@pytest.mark.parametrize("name", ["arithmetic", "gsm8k"])
+@pytest.mark.parametrize("name", NUMERIC)
 def test_numeric_tasks_extract_the_scored_number_within_0_001(name):
-    task = get_task(name, data_dir=FIXTURES / name)
+    task = get_task(name, data_dir=FIXTURES / DATA.get(name, name))
     assert task.filter == "flexible"
     text = "First 2 + 3 = 5, then 5 * 2 = 10.\nThe answer is 10.0004"
     assert task.extract(text, "10") == "10.0004"           # the last number, not the whole generation
