@@ -2,17 +2,16 @@
 device, offline); the transcription of the paper's numbers is consistent; `reftrun table` puts them beside ours."""
 import json
 import statistics
-from functools import lru_cache
 
 import pytest
 from hydra import compose, initialize_config_dir
 
 from reftrun.cli import CONF
 from reftrun.config import validate
-from reftrun.models import base_parameters, model_shape
-from reftrun.reft import Reft
+from reftrun.methods import dry_run
+from reftrun.objectives import objective_for
 from reftrun.table import PAPER, build_table
-from reftrun.train import build_spec, build_task
+from reftrun.tasks import task_for_run
 from conftest import reftrun
 
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -21,20 +20,14 @@ REFT_PRESETS = [p for p in PRESETS if "override /method:" not in (CONF / "experi
                 or "override /method: reft" in (CONF / "experiment" / f"{p}.yaml").read_text()]
 
 
-@lru_cache(maxsize=None)
-def base_count(name: str, architecture: str, classify: bool) -> int:
-    return base_parameters(name, False, 2 if classify else None, json.loads(architecture))
-
-
 @pytest.mark.parametrize("preset", REFT_PRESETS)
 def test_preset_parameter_share_matches_the_paper(preset):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         run = validate(compose("train", overrides=[f"experiment={preset}"]))
     assert run.paper_row in PAPER, run.paper_row
-    task, _ = build_task(run)
-    spec = build_spec(run, *model_shape(run.model.name_or_path, False, run.model.architecture))
-    share = 100 * Reft(spec).num_parameters() / base_count(run.model.name_or_path, json.dumps(run.model.architecture),
-                                                           getattr(task, "kind", "") == "classify")
+    task, _ = task_for_run(run)
+    counts = dry_run(run, objective_for(task, run.compat).num_labels, task.kind)
+    share = 100 * counts["num_parameters"] / counts["base_parameters"]
     expected = PAPER[run.paper_row]["params_pct"]  # paper_results.md §6.2 and the tables' Params % column
     decimals = len(str(expected).split(".")[1])
     assert round(share, decimals) == expected, (preset, share)

@@ -146,9 +146,13 @@ def guarded(fn):
 def record_failure(cfg: DictConfig, message: str) -> bool:
     """A failed train job says so in its own folder. Returns whether its run.json now holds the failure."""
     from .runio import record_failure as record
-    if HydraConfig.get().job.config_name != "train" or "run_dir" not in cfg or not Path(str(cfg.run_dir)).is_dir():
-        return False  # (checked before resolving the config, which may be what failed)
-    return record(Path(str(cfg.run_dir)), resolved_config(cfg), message)
+    if HydraConfig.get().job.config_name != "train" or "run_dir" not in cfg:
+        return False
+    try:
+        resolved = resolved_config(cfg)
+    except OmegaConfBaseException:  # resolving the config may be what failed
+        resolved = None
+    return record(Path(str(cfg.run_dir)), resolved, message)
 
 
 APPS = {"train": guarded(_train), "eval": guarded(_eval), "table": guarded(_table)}

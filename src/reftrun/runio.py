@@ -105,7 +105,7 @@ def finished_run(run_dir: Path, resolved: dict, overwrite: bool) -> dict | None:
     return None
 
 
-def record_failure(run_dir: Path, resolved: dict, message: str) -> bool:
+def record_failure(run_dir: Path, resolved: dict | None, message: str) -> bool:
     """A failed job says so in its own folder (never in another run's); an empty folder is removed.
     Returns whether the folder now holds the failure in its run.json."""
     from .config import config_changes, load_yaml
@@ -117,7 +117,7 @@ def record_failure(run_dir: Path, resolved: dict, message: str) -> bool:
         return False
     saved = run_dir / "config.yaml"
     try:
-        same = saved.exists() and not config_changes(OmegaConf.to_container(load_yaml(saved)), resolved)
+        same = resolved is not None and saved.exists() and not config_changes(OmegaConf.to_container(load_yaml(saved)), resolved)
         status = run_dir / "run.json"
         if same:
             write_json(status, {**(read_json(status) if status.exists() else {}), "status": "failed", "error": message})
