@@ -8,7 +8,8 @@ import torch
 from reftrun.interventions import INTERVENTIONS, build_intervention, count_parameters
 from reftrun.orthogonal import OrthonormalRows
 from reftrun.reft import Reft, ReftSpec
-from reftrun.runio import load_reft, save_reft
+from reftrun.methods import load_method
+from reftrun.methods.reft import ReftMethod
 
 NAMES = sorted(INTERVENTIONS)
 
@@ -84,8 +85,9 @@ def test_rotation_stays_orthonormal_under_training(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_save_load_round_trip_is_bit_exact(name, tmp_path):
     torch.manual_seed(0)
-    reft = Reft(ReftSpec(intervention=name, rank=4, layers=[0, 1], positions="f2+l2", share_weights=False,
-                         hidden_size=32))
+    method = ReftMethod(ReftSpec(intervention=name, rank=4, layers=[0, 1], positions="f2+l2", share_weights=False,
+                                 hidden_size=32))
+    reft = method.reft
     assert len(reft.interventions) == 4  # 2 layers × (prefix, suffix)
     opt = torch.optim.AdamW(reft.parameters(), lr=1e-2)
     h = torch.randn(3, 5, 32)
@@ -93,8 +95,10 @@ def test_save_load_round_trip_is_bit_exact(name, tmp_path):
         opt.zero_grad()
         sum((iv(h) ** 2).mean() for iv in reft.interventions.values()).backward()
         opt.step()
-    save_reft(reft, tmp_path)
-    loaded = load_reft(tmp_path)
+    method.save(tmp_path)
+    loaded = load_method(tmp_path)
+    loaded.load_state_dict(loaded.pending)
+    loaded = loaded.reft
     original_state, loaded_state = reft.state_dict(), loaded.state_dict()
     assert original_state.keys() == loaded_state.keys()
     for key, value in original_state.items():

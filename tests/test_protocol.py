@@ -92,31 +92,31 @@ def test_labels_mask_the_prompt_and_the_sink():
 
 @pytest.mark.parametrize("compat", ["paper", "pyreft"])
 def test_weight_decay_never_reaches_the_rotation(compat):
-    from reftrun.train import make_optimizer
-    reft = Reft(spec_for())
+    from reftrun.methods.reft import ReftMethod
+    from reftrun.step import make_optimizer
+    method = ReftMethod(spec_for(), decay=compat != "pyreft")
     run = SimpleNamespace(compat=compat, optim=SimpleNamespace(weight_decay=0.1, lr=1e-3, warmup_ratio=0.0))
-    opt, _ = make_optimizer(reft, run, 10)
+    opt, _ = make_optimizer(method, run, 10)
     decay = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
-    for name, p in reft.named_parameters():
+    for name, p in method.reft.named_parameters():
         expected = 0.0 if "rotation" in name or compat == "pyreft" else 0.1
         assert decay[id(p)] == expected, name
-    assert len(decay) == len(list(reft.parameters()))
+    assert len(decay) == len(list(method.reft.parameters()))
 
 
-def test_glue_keeps_the_best_epoch_not_the_last(monkeypatch):
-    import reftrun.train as train
-    scores = iter([0.5, 0.9, 0.7, 0.9])  # best at epoch 2; a tie later does not replace it
-    monkeypatch.setattr(train, "classify_set", lambda *a, **k: ({"score": next(scores)}, None, None))
-    reft, head = Reft(spec_for()), {"w": torch.nn.Parameter(torch.zeros(2))}
-    task = SimpleNamespace(metric="accuracy")
-    run = SimpleNamespace(eval=SimpleNamespace(batch_size=2), model=SimpleNamespace(max_length=8))
-    model = torch.nn.Linear(1, 1)
-    best = None
-    for epoch in range(1, 5):
+def test_glue_keeps_the_best_epoch_not_the_last():
+    from reftrun.methods.reft import ReftMethod
+    from reftrun.step import BestEpoch
+    method, head = ReftMethod(spec_for()), {"w": torch.nn.Parameter(torch.zeros(2))}
+    best = BestEpoch()
+    for epoch, score in enumerate([0.5, 0.9, 0.7, 0.9], 1):  # best at epoch 2; a tie later does not replace it
         with torch.no_grad():
             head["w"].fill_(epoch)
-        best = train.choose_epoch(model, None, reft, head, task, None, "cpu", run, epoch, best)
-    assert best["epoch"] == 2 and best["score"] == 0.9 and best["head"]["w"].tolist() == [2.0, 2.0]
+            next(method.reft.parameters()).fill_(epoch)
+        best.update(epoch, score, method, head)
+    assert best.state["epoch"] == 2 and best.state["score"] == 0.9 and best.state["head"]["w"].tolist() == [2.0, 2.0]
+    best.restore(method, head)
+    assert head["w"].tolist() == [2.0, 2.0] and bool((next(method.reft.parameters()) == 2).all())
 
 
 def test_average_is_unweighted_over_sets():

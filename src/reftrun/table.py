@@ -52,7 +52,7 @@ def find_runs(pattern: str) -> list[Path]:
     return sorted(runs)
 
 
-SHOWN = {"task.name": "task", "model.short_name": "model", "intervention.type": "intervention", "rank": "rank",
+SHOWN = {"task.name": "task", "model.short_name": "model", "method.name": "method", "intervention.type": "intervention", "rank": "rank",
          "layers": "layers", "positions": "positions", "share_weights": "tied"}
 
 
@@ -67,11 +67,10 @@ PAPER = json.loads((Path(__file__).with_name("paper_results.json")).read_text())
 
 
 def paper_score(row: str | None, eval_set: str, config: dict) -> float | None:
-    """The paper's number for one of our cells; GLUE runs score one subtask on their held-out half."""
+    """The paper's number for one of our cells. A set the row has no column for is the run's subtask (a GLUE run
+    scores one subtask, on its held-out half of the validation set)."""
     scores = PAPER.get(row or "", {}).get("scores", {})
-    if eval_set == "validation" and config["task"]["name"] == "glue":
-        eval_set = config["task"]["options"]["subtask"]
-    return scores.get(eval_set)
+    return scores.get(eval_set, scores.get((config["task"].get("options") or {}).get("subtask")))
 
 
 STAGES, COMPARE, FORMATS = ("after", "before"), (None, "paper"), ("markdown", "csv", "latex")
@@ -92,13 +91,15 @@ def collect(pattern: str, stage: str = "after", eval_name: str | None = None) ->
         group = groups.setdefault(_identity(config), {"config": config, "runs": []})
         group["runs"].append(metrics)
         sets += [s for s in metrics if s != "average" and s not in sets]
-    varying = sorted({k for key in groups for k, _ in key if k not in SHOWN and k != "model.name_or_path"
+    varying = sorted({k for key in groups for k, _ in key if k not in SHOWN and k not in ("model.name_or_path", "method.rank")
                       and len({dict(other).get(k) for other in groups}) > 1})
     rows = []
     for key, group in sorted(groups.items(), key=lambda kv: str(kv[0])):
         fields, runs = dict(key), group["runs"]
         name = {label: str(json.loads(fields.get(k, "null"))) for k, label in SHOWN.items()}
         name["tied"] = "tied" if name["tied"] == "True" else "untied"
+        if name["method"] != "reft":  # a peft method: its own rank; ReFT's intervention, positions and tying do not apply
+            name.update(intervention="—", rank=str(json.loads(fields.get("method.rank", "null"))), positions="—", tied="—")
         if varying:
             name["other"] = ", ".join(f"{k}={json.loads(fields[k])}" for k in varying if k in fields)
         scored = {s: [m[s] for m in runs if headline(m.get(s, {})) is not None] for s in sets}
