@@ -120,7 +120,7 @@ def guarded(fn):
     """Bad input → one line on stderr, exit 2, no traceback. In a multirun the failure is recorded in the
     job's folder (run.json) and the sweep goes on; the command exits 1 at the end."""
     def run(cfg: DictConfig):
-        from .train import Preempted
+        from .runio import Preempted
         try:
             return fn(cfg)
         except Preempted as e:

@@ -9,7 +9,7 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -35,68 +35,72 @@ class ConfigError(ValueError):
     """A bad config value; the CLI prints it as one line and exits 2."""
 
 
+# The schema of a run's settings. Their values and what each one means live in conf/ (train.yaml and its groups):
+# every key is there, so no field needs a default here.
+
+
 @dataclass
 class ModelConfig:
-    name_or_path: str                 # hub id, local directory, or smollm2-135m-instruct (embedded, offline)
-    short_name: str = ""              # used in run folder names
-    dtype: str = "auto"               # base model dtype; auto = bfloat16 where native (CUDA, AVX512-BF16/AMX CPUs), else float32
-    max_length: int = 512             # tokenizer truncation for prompt+target (paper: 512)
-    trust_remote_code: bool = False   # never on unless asked
-    use_fast_tokenizer: bool = True   # false: the slow (SentencePiece) class, as pyreft loads LLaMA and RoBERTa
-    device_map: str | None = None     # "auto": shard a model too big for one GPU over all visible GPUs (accelerate)
-    gradient_checkpointing: bool = False  # recompute blocks in backward: less activation memory, ~30% more compute
-    architecture: dict | None = None  # the model's config fields (model_type, sizes): dry runs need no hub
+    name_or_path: str
+    short_name: str
+    dtype: str
+    max_length: int
+    trust_remote_code: bool
+    use_fast_tokenizer: bool
+    device_map: str | None
+    gradient_checkpointing: bool
+    architecture: dict | None
 
 
 @dataclass
 class InterventionConfig:
-    type: str = "loreft"              # registry name: loreft, direft, noreft, consreft, lobireft, loreft_nodiff
-    dropout: float = 0.0              # on the edit (paper) or the whole output (compat=pyreft)
-    act_fn: str | None = None         # σ in Wh+b; null = identity (paper)
-    dtype: str = "float32"            # intervention parameters' dtype, independent of the model's
+    type: str
+    dropout: float
+    act_fn: str | None
+    dtype: str
 
 
 @dataclass
 class MethodConfig:
-    name: str = "reft"                # reft | lora | dora | vera | ia3 (see conf/method/)
-    run_name: str = ""                # the run folder's name (a formula in conf/method/<name>.yaml)
-    rank: int | None = None           # peft methods: r
-    alpha: float | None = None        # lora/dora: the scale is alpha / rank
-    dropout: float | None = None      # lora/dora/vera: dropout on the adapter's input
-    target_modules: list[str] | None = None  # peft methods: names of the linear layers to adapt
-    feedforward_modules: list[str] | None = None  # ia3: which target modules scale their input (the rest their output)
+    name: str
+    run_name: str
+    rank: int | None
+    alpha: float | None
+    dropout: float | None
+    target_modules: list[str] | None
+    feedforward_modules: list[str] | None
 
 
 @dataclass
 class TaskConfig:
-    name: str = "commonsense_offline"
-    data_dir: str = "data"            # <data_dir>/<set>/{train,test}.json (LLM-Adapters layout)
-    eval_sets: list[str] | None = None  # null = all of the task's sets
-    max_train_examples: int | None = None
-    max_new_tokens: int | None = None  # null = the task's own default
-    split_seed: int = 0               # fixed shuffle for tasks that split their own eval set
-    options: dict = field(default_factory=dict)  # task-specific settings
+    name: str
+    data_dir: str
+    eval_sets: list[str] | None
+    max_train_examples: int | None
+    max_new_tokens: int | None
+    split_seed: int
+    options: dict
 
 
 @dataclass
 class OptimConfig:
-    lr: float = 9e-4
-    weight_decay: float = 0.0         # on W and b; never on R's chart coordinates
-    warmup_ratio: float = 0.1
-    batch_size: int = 8
-    grad_accum: int = 1
-    epochs: float = 1.0
-    max_steps: int = -1               # > 0: exactly this many optimizer steps (overrides epochs); -1: use epochs
-    max_grad_norm: float = 1.0
-    group_by_length: bool = True      # length-grouped shuffled batches (less padding)
+    lr: float
+    weight_decay: float
+    warmup_ratio: float
+    batch_size: int
+    grad_accum: int
+    epochs: float
+    max_steps: int
+    max_grad_norm: float
+    group_by_length: bool
 
 
 @dataclass
 class EvalConfig:
-    before: bool = True               # also score the untrained model (interventions off)
-    batch_size: int = 32
-    max_examples: int | None = None   # cap per eval set
-    sets: list[str] | None = None     # subset of the task's eval sets
+    before: bool
+    batch_size: int
+    max_examples: int | None
+    sets: list[str] | None
 
 
 @dataclass
@@ -107,22 +111,22 @@ class RunConfig:
     task: TaskConfig
     optim: OptimConfig
     eval: EvalConfig
-    rank: int = 8
-    layers: str | int | list = "all"  # all | [2,10,18] | 0-15
-    positions: str = "f7+l7"
-    share_weights: bool = True
-    seed: int = 42
-    compat: str = "paper"             # paper | pyreft (reproduce pyreft's deviations)
-    device: str = "auto"
-    autocast: str | None = None       # CUDA mixed precision for an fp32 model: bfloat16 | float16 (with loss scaling)
-    decoding: dict = field(default_factory=dict)  # extra generate() arguments over the task's own (conf/decoding/)
-    logger: str = "none"              # none | wandb
-    wandb: dict = field(default_factory=dict)
-    dry_run: bool = False
-    log_every: int = 1
-    checkpoint_every: int = 50        # steps between checkpoints (0: only on SIGTERM); a re-run resumes
-    paper_row: str | None = None      # the paper's table row a preset reproduces (reftrun table compare=paper)
-    imports: list[str] = field(default_factory=list)  # modules to import first (e.g. your own @register'd intervention)
+    rank: int
+    layers: str | int | list
+    positions: str
+    share_weights: bool
+    seed: int
+    compat: str
+    device: str
+    autocast: str | None
+    decoding: dict
+    logger: str
+    wandb: dict
+    dry_run: bool
+    log_every: int
+    checkpoint_every: int
+    paper_row: str | None
+    imports: list[str]
 
 
 def load_yaml(path) -> DictConfig:
@@ -139,9 +143,11 @@ def load_yaml(path) -> DictConfig:
 
 def _build(cls, data: dict, where: str):
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
+    unknown, missing = sorted(set(data) - known), sorted(known - set(data))
     if unknown:
         raise ConfigError(f"unknown key {where}.{unknown[0]}; valid: {', '.join(sorted(known))}")
+    if missing:
+        raise ConfigError(f"missing key {where}.{missing[0]}; a config file under conf/ must set it")
     return cls(**data)
 
 
@@ -159,7 +165,8 @@ def validate(cfg: DictConfig) -> RunConfig:
     for key in ("hydra", "run_dir", "overwrite"):  # runtime-only keys, not part of the run's identity
         data.pop(key, None)
     data = OmegaConf.to_container(OmegaConf.create(data), resolve=True)
-    data.setdefault("method", {"name": "reft"})  # the config.yaml of runs made before methods existed
+    if "method" not in data:  # the config.yaml of runs made before methods existed
+        data["method"] = {"name": "reft", "run_name": "", **dict.fromkeys(PEFT_KEYS)}
     groups = {"model": ModelConfig, "method": MethodConfig, "intervention": InterventionConfig, "task": TaskConfig,
               "optim": OptimConfig, "eval": EvalConfig}
     parts = {k: _build(c, data.pop(k, {}) or {}, k) for k, c in groups.items()}
@@ -234,6 +241,9 @@ def check_run(run: RunConfig) -> RunConfig:
            f"eval.max_examples {run.eval.max_examples!r} must be a positive integer or null (all examples)")
     _check(_is_int(run.eval.batch_size) and run.eval.batch_size > 0, f"eval.batch_size {run.eval.batch_size!r} must be a positive integer")
     return run
+
+
+PEFT_KEYS = ("rank", "alpha", "dropout", "target_modules", "feedforward_modules")
 
 
 def check_peft(m: MethodConfig) -> None:

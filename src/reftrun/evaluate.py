@@ -48,7 +48,7 @@ def generate_set(model, tok, method, task: Task, eval_set: str, collator: Collat
     for start in tqdm(range(0, len(order), batch_size), desc=desc or eval_set, leave=False):
         idx = order[start:start + batch_size]
         batch = collator.prompts([prompts[i] for i in idx])
-        texts = generate_batch(model, tok, method, batch, device, max_new_tokens or task.max_new_tokens, decoding)
+        texts = generate_batch(model, tok, method, batch, device, max_new_tokens, decoding)
         generations.update(zip(idx, texts))
     rows = []
     for i, ex in enumerate(examples):
@@ -106,6 +106,6 @@ def evaluate(model, tok, method, objective, sets: list[str], collator: Collator,
             for name, data in task.outputs(eval_set, rows, examples, Path(run_dir).name).items():
                 files[name] = Path(run_dir) / name
                 write_json(files[name], data)
-            metrics.update(task.judge(files, Path(run_dir), Path(run_dir).name))
+            metrics.update(task.judge(files, Path(run_dir) / "judge", Path(run_dir).name))
         results[eval_set] = metrics
     return with_average(results, task.metric)

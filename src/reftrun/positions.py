@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 _SPEC = re.compile(r"^(?:f(\d+))?(?:\+?l(\d+))?$")
 

@@ -9,12 +9,14 @@ import json
 import math
 import os
 import shutil
+import signal
 from pathlib import Path
 
-# reftrun's own outputs: what overwrite=true clears (nothing else in the folder is touched)
+# reftrun's own outputs: what overwrite=true clears (nothing else in the folder is touched); *_outputs.json and
+# judge/ are what a task writes for an external judge
 OUTPUTS = ("checkpoint.pt", "metrics.json", "run.json", "train_log.jsonl", "reft.json", "interventions.safetensors",
-           "adapter.json", "adapter.safetensors", "head.safetensors", "predictions", "evals", "alpaca_eval",
-           "alpaca_eval_outputs.json", "wandb", "curves.png")
+           "adapter.json", "adapter.safetensors", "head.safetensors", "predictions", "evals", "judge", "*_outputs.json",
+           "wandb", "curves.png")
 
 
 def atomic_write(path: Path, content) -> None:
@@ -68,8 +70,7 @@ def merge_metrics(run_dir: Path, updates: dict) -> dict:
 
 def clear_outputs(run_dir: Path) -> None:
     """overwrite=true: the old run's outputs go first, so that none of them outlives it (only reftrun's own names)."""
-    for name in OUTPUTS:
-        path = Path(run_dir) / name
+    for path in (p for name in OUTPUTS for p in Path(run_dir).glob(name)):
         if path.is_dir():
             shutil.rmtree(path)
         else:
@@ -169,3 +170,12 @@ class Recorder:
         if self.logger is not None:
             self.logger.log({f"eval/{name}": value for name, value in scores.items()})
             self.logger.finish()
+
+
+class Preempted(Exception):
+    """SIGTERM (SLURM preemption) or SIGINT (Ctrl-C) arrived: the training so far is in the checkpoint and
+    re-running the command resumes. `code` is the shell's exit status for that signal (143, 130)."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(f"{signal.Signals(signum).name} {message}")
+        self.code = 128 + signum

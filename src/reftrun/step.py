@@ -69,7 +69,8 @@ class BestEpoch:
         self.state = {"epoch": epoch, "score": score, "method": {k: v.clone() for k, v in method.state_dict().items()},
                       "head": {k: p.detach().clone() for k, p in head.items()}}
 
-    def restore(self, method, head: dict) -> None:
+    def restore(self, method, head: dict, what: str = "score") -> None:
+        print(f"[reftrun] kept epoch {self.state['epoch']} ({what}: {self.state['score']:.4f})")
         method.load_state_dict(self.state["method"])
         with torch.no_grad():
             for name, p in head.items():

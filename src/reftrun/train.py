@@ -26,7 +26,7 @@ from .metrics import headline
 from .models import classifier_head, enable_gradient_checkpointing, load_model, load_tokenizer, pick_device
 from .objectives import objective_for
 from .reft import find_layers
-from .runio import Recorder, atomic_write, merge_metrics, read_json
+from .runio import Preempted, Recorder, atomic_write, merge_metrics, read_json
 from .step import BestEpoch, autocast, make_optimizer, train_step
 from .tasks import task_for_run
 
@@ -53,8 +53,7 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
         torch.manual_seed(run.seed)
         method = build_method(run, model.config, task.kind)
         collator = Collator(tok.pad_token_id, method.spec)
-        evaluate_kw = dict(batch_size=run.eval.batch_size, max_length=run.model.max_length,
-                           max_examples=run.eval.max_examples, max_new_tokens=run.task.max_new_tokens, decoding=run.decoding)
+        evaluate_kw = evaluate_settings(run)
         if main and run.eval.before and "before" not in read_metrics(run_dir):  # the untrained model, method off
             with preserved_rng():
                 merge_metrics(run_dir, {"before": evaluate(model, tok, None, objective, sets, collator, device, run_dir,
@@ -65,20 +64,14 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
             enable_gradient_checkpointing(model, find_layers(model))
         if main:
             report_parameters(counts["num_parameters"], counts["base_parameters"])
-        o = run.optim
-        per_step = o.grad_accum * world  # micro-batches in one optimizer step, over all ranks
-        steps_per_epoch = math.ceil(math.ceil(len(rows) / o.batch_size) / per_step)
-        total_steps = o.max_steps if o.max_steps > 0 else max(1, int(math.ceil(steps_per_epoch * o.epochs)))
+        per_step, steps_per_epoch, total_steps = schedule(run, len(rows), world)
         opt, sched = make_optimizer(method, run, total_steps, list(head.values()))
         scaler = torch.amp.GradScaler("cuda", enabled=run.autocast == "float16" and device.startswith("cuda"))
-        resumed = load_checkpoint(run_dir, method, head, opt, sched, scaler)  # restores RNG states: nothing random after
-        start, extra = (resumed["step"], resumed["extra"]) if resumed else (0, {"loss": float("nan"), "best": None})
-        if resumed and main:
-            print(f"[reftrun] resuming {run_dir} from the checkpoint at step {start}/{total_steps}")
+        start, extra = resume(run_dir, method, head, opt, sched, scaler, total_steps, main)
         best, loss, last_saved = BestEpoch(extra["best"]), extra["loss"], start
         status = {**counts, "train_examples": len(rows), "total_steps": total_steps, "world_size": world}
         recorder = interrupts.recorder = Recorder(run_dir, main, status, start, wandb_settings(run, run_dir, resolved_config))
-        batches = micro_batches(rows, o.batch_size, run.seed, o.group_by_length, skip=start * per_step)
+        batches = micro_batches(rows, run.optim.batch_size, run.seed, run.optim.group_by_length, skip=start * per_step)
         trainable = [p for _, p in method.named_parameters()] + list(head.values())
         save = lambda step: save_checkpoint(run_dir, step, method, head, opt, sched, scaler, {"loss": loss, "best": best.state})
         interrupts.step, interrupts.total = start, total_steps
@@ -87,11 +80,9 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
         started, tokens = time.perf_counter(), 0
         for step in interrupts.loop(bar):
             out = train_step(model, method, objective, collator, [next(batches) for _ in range(per_step)], opt, sched,
-                             scaler, trainable, device, o.max_grad_norm, lambda: autocast(run, device), rank, world)
+                             scaler, trainable, device, run.optim.max_grad_norm, lambda: autocast(run, device), rank, world)
             loss, tokens, done = out["loss"], tokens + out["tokens"], step + 1
-            if not math.isfinite(loss):
-                kept = f"the checkpoint at step {last_saved} is kept" if last_saved else "no checkpoint was written yet"
-                raise FloatingPointError(f"loss became {loss} at step {done}; {kept}; lower optim.lr or check the data")
+            check_finite(loss, done, last_saved)
             elapsed = time.perf_counter() - started
             record = {"step": done, "loss": loss, "lr": sched.get_last_lr()[0], "grad_norm": out["grad_norm"],
                       "tokens_per_s": tokens / elapsed, "elapsed_s": elapsed}
@@ -118,12 +109,10 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
             distributed.teardown()
             return {}
         if best.state is not None:  # keep the epoch that scored best on the tune set
-            best.restore(method, head)
-            print(f"[reftrun] kept epoch {best.state['epoch']} ({task.metric} {best.state['score']:.4f} on {task.tune_set})")
+            best.restore(method, head, f"{task.metric} on {task.tune_set}")
         method.save(run_dir, head)
         after = evaluate(model, tok, method, objective, sets, collator, device, run_dir, "after", **evaluate_kw)
-        metrics = merge_metrics(run_dir, {"after": after, "train": {"steps": total_steps, "final_loss": loss,
-                                                                    "num_parameters": counts["num_parameters"],
+        metrics = merge_metrics(run_dir, {"after": after, "train": {"steps": total_steps, "final_loss": loss, **counts,
                                                                     "world_size": world}})
         draw_curves([run_dir], run_dir / "curves.png")
         recorder.finish({s: headline(m) for s, m in after.items() if headline(m) is not None})
@@ -142,6 +131,36 @@ def prepare_data(run: RunConfig, task, objective, sets: list[str]):
     for eval_set in sets:
         objective.check_eval_prompts(tok, task.eval_examples(eval_set)[:run.eval.max_examples], run.model.max_length)
     return tok, objective.encode(tok, examples, run.model.max_length)
+
+
+def resume(run_dir: Path, method, head: dict, opt, sched, scaler, total_steps: int, main: bool) -> tuple[int, dict]:
+    """The step to start from and the checkpoint's extras (loss, best epoch); a checkpoint restores RNG states too,
+    so nothing random may happen after this."""
+    resumed = load_checkpoint(run_dir, method, head, opt, sched, scaler)
+    if not resumed:
+        return 0, {"loss": float("nan"), "best": None}
+    if main:
+        print(f"[reftrun] resuming {run_dir} from the checkpoint at step {resumed['step']}/{total_steps}")
+    return resumed["step"], resumed["extra"]
+
+
+def check_finite(loss: float, step: int, last_saved: int) -> None:
+    if not math.isfinite(loss):
+        kept = f"the checkpoint at step {last_saved} is kept" if last_saved else "no checkpoint was written yet"
+        raise FloatingPointError(f"loss became {loss} at step {step}; {kept}; lower optim.lr or check the data")
+
+
+def schedule(run: RunConfig, n_rows: int, world: int) -> tuple[int, int, int]:
+    """Micro-batches per optimizer step (over all ranks), steps per epoch, and the run's total steps."""
+    per_step = run.optim.grad_accum * world
+    steps_per_epoch = math.ceil(math.ceil(n_rows / run.optim.batch_size) / per_step)
+    total = run.optim.max_steps if run.optim.max_steps > 0 else max(1, int(math.ceil(steps_per_epoch * run.optim.epochs)))
+    return per_step, steps_per_epoch, total
+
+
+def evaluate_settings(run: RunConfig) -> dict:
+    return dict(batch_size=run.eval.batch_size, max_length=run.model.max_length, max_examples=run.eval.max_examples,
+                max_new_tokens=run.task.max_new_tokens, decoding=run.decoding)
 
 
 def read_metrics(run_dir: Path) -> dict:
@@ -185,15 +204,6 @@ def wandb_settings(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict
     return dict(project=run.wandb.get("project", "reftrun"), name=run_dir.name, dir=str(run_dir), config=resolved_config,
                 mode=os.environ.get("WANDB_MODE", run.wandb.get("mode")), id=run_dir.name.replace("+", "-")[:64],
                 resume="allow")
-
-
-class Preempted(Exception):
-    """SIGTERM (SLURM preemption) or SIGINT (Ctrl-C) arrived: the training so far is in the checkpoint and
-    re-running the command resumes. `code` is the shell's exit status for that signal (143, 130)."""
-
-    def __init__(self, signum: int, message: str):
-        super().__init__(f"{signal.Signals(signum).name} {message}")
-        self.code = 128 + signum
 
 
 class Interrupts:

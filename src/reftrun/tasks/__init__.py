@@ -27,7 +27,6 @@ class Task:
     requires: dict[str, str] = {}            # optional module → the pip extra that installs it
     eval_sets: tuple[str, ...] = ()          # every set the task can score
     default_eval_sets: tuple[str, ...] = ()  # scored when eval.sets is not given (default: all)
-    max_new_tokens: int | None = 32
     decoding: dict = {}                      # extra generate() arguments of the paper's decoding
 
     def __init__(self, data_dir: str = "data", seed: int = 0, **options):

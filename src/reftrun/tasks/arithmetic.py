@@ -47,7 +47,6 @@ class Arithmetic(Task):
     name = "arithmetic"
     eval_sets = REPORTED + OPTIONAL
     default_eval_sets = REPORTED
-    max_new_tokens = 512  # greedy, as the authors' commands run it; `decoding=beam4` gives the paper text's setting
 
     def format(self, record: dict, source: str, index: int = 0) -> Example:
         return Example(id=f"{source}-{index}", prompt=alpaca_prompt(record["instruction"]),

@@ -30,7 +30,6 @@ def extract_answer(generation: str) -> str:
 class Commonsense(Task):
     name = "commonsense"
     eval_sets = EVAL_SETS
-    max_new_tokens = 32
 
     def format(self, record: dict, source: str, index: int = 0) -> Example:
         return Example(id=f"{source}-{index}", prompt=format_prompt(record["instruction"]),

@@ -23,7 +23,6 @@ class GSM8K(Task):
     name = "gsm8k"
     eval_sets = ("dev", "test")
     default_eval_sets = ("dev",)
-    max_new_tokens = 256
 
     def format(self, row: dict, source: str, index: int = 0) -> Example:
         return Example(id=f"gsm8k-{source}-{index}", prompt=f"{row['question']}\n{INSTRUCTION}\n",

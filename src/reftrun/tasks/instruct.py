@@ -20,7 +20,6 @@ class Instruct(Task):
     metric = "win_rate"
     train_dir = "alpaca_data_cleaned"
     eval_sets = ("alpaca_eval",)
-    max_new_tokens = None
     decoding = {"max_length": 2048, "no_repeat_ngram_size": 5, "repetition_penalty": 1.1}
 
     def format(self, record: dict, source: str, index: int = 0) -> Example:
@@ -59,7 +58,7 @@ class Instruct(Task):
         if not judge or not reference:
             return {}
         (path,) = files.values()
-        return {"score": win_rate(path, judge, reference, Path(work_dir) / "alpaca_eval", generator), "metric": "win_rate"}
+        return {"score": win_rate(path, judge, reference, Path(work_dir), generator), "metric": "win_rate"}
 
 
 def win_rate(outputs: Path, judge: str, reference: str, out_dir: Path, generator: str) -> float | None:
