@@ -30,6 +30,8 @@ class PeftMethod(Method):
             layers = None if str(run.layers) == "all" else parse_layers(run.layers, config.num_hidden_layers)
         except ValueError as e:
             raise ConfigError(str(e))
+        if layers is not None and m.name == "ia3":
+            raise ConfigError(f"layers {run.layers!r}: ia3 adapts every block (peft's IA3 has no layer selection); valid: all")
         return cls(m.name, m.rank, m.alpha, m.dropout, m.target_modules, m.feedforward_modules, layers,
                    run.model.name_or_path)
 
@@ -42,7 +44,9 @@ class PeftMethod(Method):
 
     def peft_config(self):
         import peft
-        common = dict(target_modules=self.target_modules, layers_to_transform=self.layers)
+        common = dict(target_modules=self.target_modules)
+        if self.layers is not None:
+            common["layers_to_transform"] = self.layers
         if self.name in ("lora", "dora"):
             return peft.LoraConfig(r=self.rank, lora_alpha=self.alpha, lora_dropout=self.dropout, bias="none",
                                    use_dora=self.name == "dora", **common)
