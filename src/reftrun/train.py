@@ -32,7 +32,7 @@ from .tasks import task_for_run
 
 
 def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
-    run_dir = Path(run_dir)
+    run_dir, began = Path(run_dir), time.perf_counter()
     task, sets = task_for_run(run)
     objective = objective_for(task, run.compat)
     counts = dry_run(run, objective.num_labels, task.kind)  # also checks the method against the model's shapes
@@ -101,6 +101,7 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
             if stopping:
                 interrupts.stop(done, f"at step {done}: checkpoint saved in {run_dir}; re-run the same command to resume")
         bar.close()
+        trained = time.perf_counter() - started
         if main and last_saved != total_steps:  # kept until the run is done: an interrupted evaluation resumes here
             save(total_steps)
         interrupts.step = total_steps
@@ -113,7 +114,7 @@ def train(run: RunConfig, run_dir: Path, resolved_config: dict) -> dict:
         method.save(run_dir, head)
         after = evaluate(model, tok, method, objective, sets, collator, device, run_dir, "after", **evaluate_kw)
         metrics = merge_metrics(run_dir, {"after": after, "train": {"steps": total_steps, "final_loss": loss, **counts,
-                                                                    "world_size": world}})
+                                                                    "world_size": world, **usage(device, began, trained, tokens)}})
         draw_curves([run_dir], run_dir / "curves.png")
         recorder.finish({s: headline(m) for s, m in after.items() if headline(m) is not None})
         remove_checkpoint(run_dir)
@@ -161,6 +162,17 @@ def schedule(run: RunConfig, n_rows: int, world: int) -> tuple[int, int, int]:
 def evaluate_settings(run: RunConfig) -> dict:
     return dict(batch_size=run.eval.batch_size, max_length=run.model.max_length, max_examples=run.eval.max_examples,
                 max_new_tokens=run.task.max_new_tokens, decoding=run.decoding)
+
+
+def usage(device: str, began: float, trained: float, tokens: int) -> dict:
+    """What this process's run cost: wall time (model load and evaluations included), training time and non-pad
+    tokens/s (this process's steps: a resumed run counts only its own), and peak memory (GPU: allocated by torch;
+    CPU: the process's peak resident set, whatever it held)."""
+    import resource
+    peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    return {"wall_s": time.perf_counter() - began, "train_s": trained, "tokens_per_s": tokens / max(trained, 1e-9),
+            "peak_memory_gib": peak / 2**30}
 
 
 def read_metrics(run_dir: Path) -> dict:
