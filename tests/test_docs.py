@@ -52,7 +52,7 @@ def test_expand_reads_lists_and_ranges():
     assert expand("3.5 and §3.2") == ["3.5", "3.2"]
     assert expand("3.2–3.3") == ["3.2", "3.3"]
     assert expand("6.2") == ["6.2"] and expand("1b") == ["1b"]
-    assert CITATION.search("see pyreft_behaviour.md §1.3.").group(2) == "1.3"
+    assert CITATION.search("see docs/reference/pyreft_behaviour.md §1.3.").group(2) == "1.3"
 
 
 def test_every_note_is_shipped_and_says_what_it_summarises():

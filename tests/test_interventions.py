@@ -13,7 +13,7 @@ from reftrun.methods.reft import ReftMethod
 
 NAMES = sorted(INTERVENTIONS)
 
-# Trainable parameters per intervention (pyreft_behaviour.md §1.3 table).
+# Trainable parameters per intervention (docs/reference/pyreft_behaviour.md §1.3 table).
 PARAM_FORMULA = {
     "loreft": lambda d, r: 2 * r * d + r,
     "direft": lambda d, r: 2 * r * d + r,
@@ -191,7 +191,7 @@ def test_unknown_act_fn_lists_valid_choices(name):
 
 
 def explicit(name, iv, h):
-    """Each Φ(h) written out from its parameters (pyreft_behaviour.md §1.3), bias terms included."""
+    """Each Φ(h) written out from its parameters (docs/reference/pyreft_behaviour.md §1.3), bias terms included."""
     rot = iv.rotation() if hasattr(iv, "rotation") else None
     lin = (h @ iv.proj.weight.T + iv.proj.bias) if hasattr(iv, "proj") else None
     return {"loreft": lambda: h + (lin - h @ rot) @ rot.T,

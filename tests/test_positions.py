@@ -36,14 +36,14 @@ def test_prompt_positions_short_prompt_paper_clipping():
 
 
 def test_prompt_positions_short_prompt_pyreft_clipping():
-    # pyreft's code floors both sides (pyreft_behaviour.md §2.3)
+    # pyreft's code floors both sides (docs/reference/pyreft_behaviour.md §2.3)
     prefix, suffix = PositionSpec.parse("f7+l7").prompt_positions(5, share_weights=False, pyreft_clipping=True)
     assert prefix == [0, 1] + [-1] * 5
     assert suffix == [3, 4] + [-1] * 5
 
 
 def test_prompt_positions_pyreft_verified_tied_example():
-    # pyreft_behaviour.md §2.3: n=10, f7+l7 tied -> 0..9 then four -1 pads. Within one tied group the
+    # docs/reference/pyreft_behaviour.md §2.3: n=10, f7+l7 tied -> 0..9 then four -1 pads. Within one tied group the
     # slot order is irrelevant (one shared intervention, pads masked), so compare as multisets.
     (tied,) = PositionSpec.parse("f7+l7").prompt_positions(10, share_weights=True)
     assert len(tied) == 14
@@ -52,7 +52,7 @@ def test_prompt_positions_pyreft_verified_tied_example():
 
 
 def test_prompt_positions_pyreft_verified_untied_example():
-    # pyreft_behaviour.md §2.3: n=10 untied -> prefix [0..4, -1, -1], suffix [5..9, -1, -1]
+    # docs/reference/pyreft_behaviour.md §2.3: n=10 untied -> prefix [0..4, -1, -1], suffix [5..9, -1, -1]
     assert PositionSpec.parse("f7+l7").prompt_positions(10, share_weights=False) == [
         [0, 1, 2, 3, 4, -1, -1], [5, 6, 7, 8, 9, -1, -1]]
 
@@ -107,7 +107,7 @@ def test_parse_layers_bad(layers):
 
 
 @pytest.mark.parametrize("layers, hidden, rank, positions, share, expected", [
-    (list(range(32)), 4096, 8, "f7+l7", True, 2_097_408),  # LLaMA-7B, Table 1 (pyreft_behaviour.md §7.10, paper_results.md §6.2)
+    (list(range(32)), 4096, 8, "f7+l7", True, 2_097_408),  # LLaMA-7B, Table 1 (docs/reference/pyreft_behaviour.md §7.10, docs/reference/paper_results.md §6.2)
     (list(range(40)), 5120, 8, "f7+l7", True, 3_277_120),  # LLaMA-13B (same sources)
     ([3, 9, 18, 24], 4096, 4, "f5+l5", False, 262_176),    # Llama-2 7B UltraFeedback, untied: 8 interventions
     (list(range(12)), 768, 1, "f3", False, 18_444),         # RoBERTa-base GLUE, one-sided: 1 group per layer

@@ -28,7 +28,7 @@ def test_preset_parameter_share_matches_the_paper(preset):
     task, _ = task_for_run(run)
     counts = dry_run(run, objective_for(task, run.compat).num_labels, task.kind)
     share = 100 * counts["num_parameters"] / counts["base_parameters"]
-    expected = PAPER[run.paper_row]["params_pct"]  # paper_results.md §6.2 and the tables' Params % column
+    expected = PAPER[run.paper_row]["params_pct"]  # docs/reference/paper_results.md §6.2 and the tables' Params % column
     decimals = len(str(expected).split(".")[1])
     assert round(share, decimals) == expected, (preset, share)
 
@@ -44,7 +44,7 @@ def test_every_table_row_has_presets():
 
 def test_transcribed_averages_equal_the_means_of_their_rows():
     for key, row in PAPER.items():
-        if len(row["scores"]) > 1:  # paper_results.md checked every Avg against its row to within ±0.05
+        if len(row["scores"]) > 1:  # docs/reference/paper_results.md checked every Avg against its row to within ±0.05
             assert statistics.mean(row["scores"].values()) == pytest.approx(row["average"], abs=0.051), key
 
 

@@ -57,7 +57,7 @@ def test_peft_preset_parameter_share_matches_the_paper(preset):
     assert f"{share(c, other):.{decimals}f}" != printed, (preset, c)
 
 
-# LoRA r8 on query,value (LoRA paper Table 9): 2 × 8 × (d + d) per block; the paper's base counts (paper_results.md §6.2)
+# LoRA r8 on query,value (LoRA paper Table 9): 2 × 8 × (d + d) per block; the paper's base counts (docs/reference/paper_results.md §6.2)
 GLUE_LORA = {"table4/roberta-base/lora": (12 * 2 * 8 * 2 * 768, 124_645_632),
              "table4/roberta-large/lora": (24 * 2 * 8 * 2 * 1024, 355_359_744)}
 

@@ -271,7 +271,7 @@ def test_tiny_model_learns_a_constant_answer_and_the_scores_are_pinned(tmp_path,
 
 
 def test_decoding_lengths_and_default_sets_are_the_papers():
-    """pyreft_behaviour.md §3.5 and §3.2: 32 / 512 / 256 new tokens; GSM8K is tuned on dev, arithmetic reports four sets."""
+    """docs/reference/pyreft_behaviour.md §3.5 and §3.2: 32 / 512 / 256 new tokens; GSM8K is tuned on dev, arithmetic reports four sets."""
     from omegaconf import OmegaConf
     from reftrun.cli import CONF
     new_tokens = lambda n: OmegaConf.load(CONF / "task" / f"{n}.yaml").task.max_new_tokens  # their one home

@@ -1,5 +1,5 @@
 """model.use_fast_tokenizer: token ids on real prompts, from a real LLaMA-style SentencePiece model (Mistral v1,
-from the mistral-common package: offline_assets.md §5), agree with SentencePiece itself, which pyreft's slow
+from the mistral-common package: docs/reference/offline_assets.md §5), agree with SentencePiece itself, which pyreft's slow
 tokenizer (use_fast=False) wraps; and, where pyreft's environment exists, with pyreft's transformers 4.45.1 slow class."""
 import importlib.util
 import json

@@ -2,7 +2,7 @@
 
 Each intervention is a small nn.Module taking the selected hidden states h (…, d) and returning the
 edited states in h's dtype; parameters live in `dtype` (fp32 by default, whatever the model runs in).
-Add one with a class and `@register("name")` (see docs in README). Math: pyreft_behaviour.md §1.3.
+Add one with a class and `@register("name")` (see docs in README). Math: docs/reference/pyreft_behaviour.md §1.3.
 """
 from typing import Callable
 
@@ -17,7 +17,6 @@ INTERVENTIONS: dict[str, type["Intervention"]] = {}
 def register(name: str) -> Callable[[type["Intervention"]], type["Intervention"]]:
     def add(cls: type["Intervention"]) -> type["Intervention"]:
         INTERVENTIONS[name] = cls
-        cls.kind = name
         return cls
     return add
 
@@ -36,14 +35,12 @@ class Intervention(nn.Module):
 
     `dropout_whole_output=True` reproduces pyreft, which drops out the whole edited vector h+Δ."""
 
-    kind = "base"
     uses_dropout = True
 
     def __init__(self, hidden_size: int, rank: int, dropout: float = 0.0, act_fn: str | None = None,
                  dtype: torch.dtype = torch.float32, dropout_whole_output: bool = False):
         super().__init__()
         self.hidden_size, self.rank, self.dtype = hidden_size, rank, dtype
-        self.act_fn_name = act_fn
         self.act = activation(act_fn)
         self.dropout = nn.Dropout(dropout if self.uses_dropout else 0.0)
         self.dropout_whole_output = dropout_whole_output

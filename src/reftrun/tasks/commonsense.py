@@ -1,6 +1,6 @@
 """Commonsense reasoning in the LLM-Adapters format (paper Table 1).
 
-Prompt: the record's instruction plus one newline, no template (pyreft_behaviour.md §3.3).
+Prompt: the record's instruction plus one newline, no template (docs/reference/pyreft_behaviour.md §3.3).
 Target: "the correct answer is <label>". Score: exact match of the whole text after the first
 "the correct answer is " against the gold label, both stripped (§3.6, stricter than LLM-Adapters).
 """

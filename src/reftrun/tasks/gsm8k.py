@@ -1,5 +1,5 @@
 """GSM8K, the paper's tuning task: train on the GSM8K train set less its last 300 examples, which form the dev
-set the hyperparameters were tuned on; evaluate on `dev` or `test` (pyreft_behaviour.md §3.2–3.3).
+set the hyperparameters were tuned on; evaluate on `dev` or `test` (docs/reference/pyreft_behaviour.md §3.2–3.3).
 
 Data: `<data_dir>/gsm8k_main/{train,test}.jsonl` (rows {"question", "answer"}, as the hub's openai/gsm8k config
 "main"), written by scripts/prepare_data.py. Prompt: the question, then "Answer the above question. First think

@@ -2,7 +2,7 @@
 
 Rows are rewritten into the LLM-Adapters commonsense instructions (BoolQ without its passage, as the
 paper uses it) and split per set into disjoint held-out eval and train parts with a fixed shuffle,
-so every run, whatever its seed, is scored on the same examples. Files: offline_assets.md §7.
+so every run, whatever its seed, is scored on the same examples. Files: docs/reference/offline_assets.md §7.
 """
 import importlib.util
 import random
