@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from .errors import ConfigError
 from .positions import PositionSpec
 from .tasks import TASK_NAMES, task_class
 
@@ -29,10 +30,6 @@ def slug(value) -> str:
 
 OmegaConf.register_new_resolver("slug", slug, replace=True)
 OmegaConf.register_new_resolver("tied", lambda v: "tied" if str(v).lower() == "true" else "untied", replace=True)
-
-
-class ConfigError(ValueError):
-    """A bad config value; the CLI prints it as one line and exits 2."""
 
 
 # The schema of a run's settings. Their values and what each one means live in conf/ (train.yaml and its groups):

@@ -173,7 +173,7 @@ def enable_gradient_checkpointing(model, layers) -> None:
     registered through backward (pyreft removes its own first), so they stay in effect whether the library
     checkpoints a block's __call__ (hooks recomputed) or only its forward (hooks outside the checkpoint).
     HF checkpoints only modules in training mode: the blocks are flagged so that this also holds for a model
-    kept in eval mode (as scripts/bench_gpu.py does)."""
+    kept in eval mode (as `scripts/bench.py --workload llama7b-shape` does)."""
     if hasattr(model, "activation_checkpointing_enable"):  # transformers ≥ 5.2x renamed it
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     else:

@@ -5,7 +5,7 @@ training, left-padded batched generation, decoding and scoring are the same code
 """
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..reft import parse_layers
 from . import Method
 

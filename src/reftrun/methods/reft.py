@@ -1,7 +1,7 @@
 """method=reft: interventions on the residual stream of chosen blocks at chosen prompt positions (reftrun.reft)."""
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..reft import Reft, ReftSpec, find_layers, parse_layers
 from . import Method
 
