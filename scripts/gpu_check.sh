@@ -8,5 +8,5 @@ OUT=${OUT:-/tmp}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py 2>&1 | tee "$OUT/gpu_tests.txt"
-python3 scripts/bench_gpu.py 2>&1 | tee "$OUT/bench_gpu.txt"
-python3 scripts/bench_gpu.py --checkpointing --steps 5 2>&1 | tee "$OUT/bench_gpu_checkpointing.txt"
+python3 scripts/bench.py --workload llama7b-shape 2>&1 | tee "$OUT/bench_gpu.txt"
+python3 scripts/bench.py --workload llama7b-shape --checkpointing --steps 5 2>&1 | tee "$OUT/bench_gpu_checkpointing.txt"
