@@ -27,7 +27,7 @@ def test_shortcuts_reach_the_run_config():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=["rank=4", "layers=[2,10]", "positions=f3", "share_weights=false", "seed=7"])
     run = validate(cfg)
-    assert (run.rank, run.layers, run.positions, run.share_weights, run.seed) == (4, [2, 10], "f3", False, 7)
+    assert (run.rank, run.layers, str(run.positions), run.share_weights, run.seed) == (4, [2, 10], "f3", False, 7)
 
 
 def test_unknown_key_is_named():

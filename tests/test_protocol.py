@@ -28,11 +28,14 @@ def randomised(spec, seed=0, scale=0.5):
 
 
 def batched_vs_single(model, tok, reft, texts, new_tokens):
+    from reftrun.methods.reft import ReftMethod
+    method = ReftMethod(reft.spec)
+    method.reft = reft
     collator = Collator(tok.pad_token_id, reft.spec)
     prompts = [tok(t)["input_ids"] for t in texts]
     kw = dict(device="cpu", max_new_tokens=new_tokens, decoding={"min_new_tokens": new_tokens})
-    batched = generate_batch(model, tok, reft, collator.prompts(prompts), **kw)
-    single = [generate_batch(model, tok, reft, collator.prompts([p]), **kw)[0] for p in prompts]
+    batched = generate_batch(model, tok, method, collator.prompts(prompts), **kw)
+    single = [generate_batch(model, tok, method, collator.prompts([p]), **kw)[0] for p in prompts]
     return batched, single
 
 

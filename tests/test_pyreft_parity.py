@@ -42,7 +42,7 @@ def test_forward_matches_pyreft(tmp_path, share_weights):
                "bias": reft.interventions[reft.key(l, g)].proj.bias.detach(),
                "rotate_layer": reft.interventions[reft.key(l, g)].rotation().detach()} for g in groups for l in spec.layers]
     torch.save({"model_dir": str(model_dir), "input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-                "prompt_lengths": [len(p) for p in prompts], "positions": spec.positions, "share_weights": share_weights,
+                "prompt_lengths": [len(p) for p in prompts], "positions": str(spec.positions), "share_weights": share_weights,
                 "layers": spec.layers, "rank": spec.rank, "hidden_size": spec.hidden_size, "states": states},
                tmp_path / "in.pt")
     oracle = os.path.join(os.path.dirname(__file__), "pyreft_oracle.py")
