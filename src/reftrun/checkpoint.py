@@ -54,7 +54,7 @@ def load_checkpoint(run_dir: Path, method, head: dict, opt, sched, scaler) -> di
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(f"checkpoint {path} is unreadable ({type(e).__name__}); delete it to start the run afresh")
-    method.load_state_dict(state["method"])
+    method.load_state_dict(state["method"] if "method" in state else state["reft"])  # "reft": older checkpoints
     with torch.no_grad():
         for name, p in head.items():
             p.copy_(state["head"][name])

@@ -99,13 +99,6 @@ def model_config(name_or_path: str, trust_remote_code: bool = False, architectur
         raise OSError(f"model {name_or_path} is not in the local cache ({where}); fetch it once online, or pass a local folder")
 
 
-def model_shape(name_or_path: str, trust_remote_code: bool = False, architecture: dict | None = None) -> tuple[int, int]:
-    """(hidden size, number of blocks) from the config alone: no weights are read."""
-    config = model_config(name_or_path, trust_remote_code, architecture)
-    config = getattr(config, "text_config", config)
-    return config.hidden_size, config.num_hidden_layers
-
-
 def base_parameters(config, num_labels: int | None = None, trust_remote_code: bool = False) -> int:
     """The base model's parameter count, built on the meta device from its config: no weights read.
     A classifier counts its pretrained body only (with its pooler), as the paper's percentages leave out the head."""
