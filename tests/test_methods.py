@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from conftest import assert_one_line_error, reftrun, tiny_args
 from test_resume import interrupt_after, start
 
-FAST = ["optim.max_steps=3", "eval.sets=[boolq,piqa]", "eval.max_examples=6", "method.target_modules=[q_proj,v_proj]"]
+FAST = ["optim.max_steps=3", "optim.lr=1e-2", "eval.sets=[boolq,piqa]", "eval.max_examples=6", "method.target_modules=[q_proj,v_proj]"]
 
 
 @pytest.mark.parametrize("method", ["lora", "dora", "vera", "ia3"])
@@ -29,6 +29,13 @@ def test_a_peft_method_trains_saves_and_reloads_to_the_same_scores(tmp_path, tin
     assert len(log) == 3 and all(l["grad_norm"] > 0 for l in log)  # the adapters receive gradients
     if method in ("lora", "dora"):  # B starts at zero: training must move it
         assert any(t.abs().sum() > 0 for k, t in weights.items() if "lora_B" in k)
+    from reftrun.methods import load_method
+    from reftrun.models import load_model
+    reloaded = load_method(run)
+    model, _ = load_model(str(tiny_model_dir), "float32", "cpu")
+    reloaded.attach(model)  # the saved weights are in the model's adapters, tensor for tensor
+    assert {n: p.detach() for n, p in reloaded.named_parameters()}.keys() == weights.keys()
+    assert all(torch.equal(p, weights[n]) for n, p in reloaded.named_parameters())
     trained = json.loads((run / "metrics.json").read_text())["after"]
     reftrun("eval", f"run_dir={run}")
     again = json.loads((run / "evals" / "default" / "metrics.json").read_text())["after"]
