@@ -61,6 +61,8 @@ class BestEpoch:
     """Keeps copies of the weights of the epoch that scored best on the task's tune set (GLUE: validation_tune)."""
 
     def __init__(self, state: dict | None = None):
+        if state is not None and "reft" in state:  # a checkpoint written before methods existed
+            state["method"] = state.pop("reft")
         self.state = state  # {"epoch", "score", "method", "head"}, from a checkpoint when resumed
 
     def update(self, epoch: int, score: float, method, head: dict) -> None:
