@@ -47,6 +47,18 @@ def test_a_peft_method_trains_saves_and_reloads_to_the_same_scores(tmp_path, tin
         assert a == b  # the reloaded adapters generate exactly what the trained ones did
 
 
+@pytest.mark.parametrize("training", [False, True])
+def test_attaching_keeps_the_models_mode(tiny_model_dir, training):
+    """Injected adapters follow the model: no dropout left on in an evaluation (reftrun eval attaches to an eval model)."""
+    from reftrun.methods.peft import PeftMethod
+    from reftrun.models import load_model
+    model, _ = load_model(str(tiny_model_dir), "float32", "cpu")
+    model.train(training)
+    PeftMethod("lora", 4, 8, 0.5, ["q_proj", "v_proj"]).attach(model)
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(m.training == training for m in dropouts)
+
+
 def test_lora_generation_batches_like_one_by_one(tiny_model_dir, commonsense_dir):
     """Left-padded batched generation with LoRA active equals generating each prompt alone (same decoding)."""
     from reftrun.data import Collator

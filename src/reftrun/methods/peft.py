@@ -64,20 +64,14 @@ class PeftMethod(Method):
                               f"valid: {', '.join(sorted(names))}")
         before = {id(p) for p in model.parameters() if p.requires_grad}  # a classifier's head, if already trainable
         peft.get_peft_model(model, self.peft_config())  # injects in place; `model` keeps its own forward
+        model.train(model.training)  # injected layers start in training mode: they follow the model's mode
         self.params = {n: p for n, p in model.named_parameters() if p.requires_grad and id(p) not in before}
         for p in model.parameters():  # get_peft_model froze everything else; a head stays as it was
             if id(p) in before:
                 p.requires_grad_(True)
-        self.modules = [m for m in model.modules() if isinstance(m, peft.tuners.tuners_utils.BaseTunerLayer)]
         if self.pending is not None:
             self.load_state_dict(self.pending)
             self.pending = None
 
     def named_parameters(self):
         return list(self.params.items())
-
-    def train(self, mode: bool = True) -> None:
-        for module in self.modules:  # adapter dropout follows the method's mode, not the frozen model's
-            for child in module.modules():
-                if isinstance(child, torch.nn.Dropout):
-                    child.train(mode)
