@@ -3,18 +3,33 @@
 The map is pyreft's (torch's householder orthogonal parametrisation with a trivialisation chart
 centred on the initial matrix), but the fixed d×d base is stored as r Householder reflectors
 (`geqrf` of the initial matrix) instead of a dense d×d buffer: 2·r·d numbers instead of d².
+
+Both products of reflectors (the chart's and the base's) are applied in compact-WY form, H₁⋯H_r = I − V T Vᵀ
+with T⁻¹ = diag(1/τ) + strict-upper(VᵀV) (Schreiber and Van Loan; Joffrain et al. 2006): a few matrix
+products instead of torch's householder_product and ormqr, whose backward on a CPU took 11× longer
+(30 layers of 576×8, forward and backward: 172 ms against 16 ms on the 2-core AVX512 machine).
 """
 import torch
 from torch import nn
 
 
-def _householder_chart(original: torch.Tensor) -> torch.Tensor:
-    """Columns 1..r of the product of Householder reflectors read off `original`'s strict lower part.
+def _reflect(v: torch.Tensor, tau_inverse: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(H₁ H₂ ⋯ H_r) x for unit-lower reflectors v (d×r), given T⁻¹ (r×r, upper triangular)."""
+    return x - v @ torch.linalg.solve_triangular(tau_inverse, v.mT @ x, upper=True)
 
-    Equals [I_r; 0] when the strict lower part is zero (the chart's centre)."""
-    reflectors = original.tril(-1)
-    tau = 2.0 / (1.0 + (reflectors * reflectors).sum(dim=0))
-    return -torch.linalg.householder_product(reflectors, tau)
+
+def _unit_lower(reflectors: torch.Tensor) -> torch.Tensor:
+    return reflectors.tril(-1) + torch.eye(*reflectors.shape, dtype=reflectors.dtype, device=reflectors.device)
+
+
+def _householder_chart(original: torch.Tensor) -> torch.Tensor:
+    """Columns 1..r of the product of Householder reflectors read off `original`'s strict lower part
+    (τ = 2/vᵀv: true reflections), negated. Equals −[I_r; 0] when the strict lower part is zero."""
+    v = _unit_lower(original)
+    gram = v.mT @ v
+    tau_inverse = gram.triu(1) + torch.diag_embed(gram.diagonal() / 2)
+    rank = v.shape[1]
+    return _reflect(v, tau_inverse, -torch.eye(*v.shape, dtype=v.dtype, device=v.device)[:, :rank])
 
 
 class OrthonormalRows(nn.Module):
@@ -50,4 +65,7 @@ class OrthonormalRows(nn.Module):
         chart = _householder_chart(self.original)
         rank = chart.shape[1]
         chart = torch.cat([chart[:rank] * self.base_signs[:, None], chart[rank:]])
-        return torch.ormqr(self.base_reflectors, self.base_tau, chart).to(self.out_dtype)
+        with torch.no_grad():  # the base's Q = H₁⋯H_r (geqrf's reflectors and τ), as ormqr applies it
+            v = _unit_lower(self.base_reflectors)
+            tau_inverse = (v.mT @ v).triu(1) + torch.diag(1 / self.base_tau)
+        return _reflect(v, tau_inverse, chart).to(self.out_dtype)
