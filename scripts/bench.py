@@ -190,7 +190,7 @@ def reftrun_side(w, bare: bool = False):
         return [r["generation"] for s in task.eval_sets for r in generate_set(
             model, tok, method, task, s, collator, device, w["eval_batch"], 512, None, 32, {})[1]]
     return run(w, "reftrun", step, evaluate, method.train if method else lambda mode: None,
-               ("forced", "own") if bare else ("same", "forced", "own"))
+               ("forced", "own") if bare else ("forced", "same", "own"))
 
 
 def pyreft_model(w):

@@ -210,3 +210,31 @@ def test_output_equals_the_written_out_formula(name):
             p.add_(torch.randn_like(p))  # biases far from zero: dropping one changes the output
         h = torch.randn(2, 3, 16)
         torch.testing.assert_close(iv(h), explicit(name, iv, h), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("d,r", [(16, 4), (9, 9), (576, 8)])
+def test_orthonormal_rows_equal_torch_householder_and_ormqr(d, r):
+    """The compact-WY products equal torch's householder_product and ormqr (the map pyreft's parametrisation
+    uses), in value and in gradient, away from the chart's centre; reset_base(M) makes forward() return M."""
+    torch.manual_seed(0)
+    rows = OrthonormalRows(d, r)
+    with torch.no_grad():
+        rows.original.normal_(0, 0.3)
+    weights = torch.randn(d, r)
+    (rows() * weights).sum().backward()
+    ours, our_grad = rows().detach(), rows.original.grad.clone()
+
+    original = rows.original.detach().clone().requires_grad_(True)
+    reflectors = original.tril(-1)
+    chart = -torch.linalg.householder_product(reflectors, 2.0 / (1.0 + (reflectors * reflectors).sum(dim=0)))
+    chart = torch.cat([chart[:r] * rows.base_signs[:, None], chart[r:]])
+    theirs = torch.ormqr(rows.base_reflectors, rows.base_tau, chart)
+    (theirs * weights).sum().backward()
+    assert torch.allclose(ours, theirs.detach(), atol=1e-5)
+    assert torch.allclose(our_grad, original.grad, atol=1e-4)
+
+    matrix = torch.linalg.qr(torch.randn(d, r))[0]
+    rows.reset_base(matrix)
+    assert torch.allclose(rows().detach(), matrix, atol=1e-5)
+    rows.reset_base(torch.eye(d, r))  # geqrf gives τ = 0 (no reflection) for columns already on the axes
+    assert torch.equal(rows().detach().abs(), torch.eye(d, r))
