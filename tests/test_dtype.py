@@ -26,3 +26,15 @@ def test_load_model_prints_its_choice_and_reason(monkeypatch, capsys, tiny_model
     assert model.dtype == torch.float32
     line = [l for l in capsys.readouterr().out.splitlines() if "model dtype" in l]
     assert line == ["[reftrun] model dtype: float32 (auto: this CPU has no native bfloat16; emulated it is about 3x slower than float32)"]
+
+
+def test_lm_head_gets_a_contiguous_input_on_the_prefill(tiny_model_dir):
+    """The prefill computes logits for the last position only, a strided view; load_model's pre-hook makes it
+    contiguous so that torch.matmul does not copy the head's weight once per row (models.contiguous_head_input)."""
+    model, _ = models.load_model(str(tiny_model_dir), "float32", "cpu")
+    seen = []
+    model.get_output_embeddings().register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+    ids = torch.randint(3, 50, (3, 7))
+    logits = model(input_ids=ids, logits_to_keep=1).logits
+    assert seen == [True] and logits.shape[:2] == (3, 1)
+    assert torch.allclose(logits, model(input_ids=ids).logits[:, -1:], atol=1e-5)

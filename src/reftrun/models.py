@@ -156,9 +156,20 @@ def load_model(name_or_path: str, dtype: str = "auto", device: str = "auto", tru
         raise ValueError(f"model {name_or_path} cannot be loaded as {what}: {str(e).splitlines()[0]}")
     model.requires_grad_(False)
     model.eval()
+    contiguous_head_input(model)
     if device_map:
         return model, str(model.get_input_embeddings().weight.device)
     return model.to(device), device
+
+
+def contiguous_head_input(model) -> None:
+    """Generation's prefill hands the LM head the last position only, a strided [B, 1, d] view. torch.matmul
+    (2.13, CPU) then broadcasts the head's weight to [B, d, vocab] and copies it: 1.8 GB for SmolLM2 at batch
+    32 in bfloat16, 3.4 of the prefill's 6.0 s (torch.profiler). A contiguous input takes the plain matrix
+    product; the copy costs B·d numbers."""
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
 
 
 def enable_gradient_checkpointing(model, layers) -> None:
