@@ -190,13 +190,13 @@ def reftrun_side(w, bare: bool = False):
         return [r["generation"] for s in task.eval_sets for r in generate_set(
             model, tok, method, task, s, collator, device, w["eval_batch"], 512, None, 32, {})[1]]
     return run(w, "reftrun", step, evaluate, method.train if method else lambda mode: None,
-               ("forced", "own") if bare else ("forced", "same", "own"))
+               ("forced", "own") if bare else ("forced", "same", "own"), model.dtype)
 
 
 def pyreft_model(w):
     import pyreft
     import transformers
-    dtype = getattr(torch, w["dtype"])
+    dtype = torch.float32 if w["dtype"] == "auto" else getattr(torch, w["dtype"])  # pyreft's -dtype on CPU (§3.1)
     # the model folder was written by transformers 5, whose rope_parameters pyreft's transformers 4.45.1 does not read
     model = transformers.AutoModelForCausalLM.from_pretrained(w["model_dir"], rope_theta=w["rope_theta"],
                                                               torch_dtype=dtype).requires_grad_(False).eval()
@@ -243,7 +243,7 @@ def pyreft_side(w):
     def mode(train: bool = True):
         for iv in reft_model.interventions.values():
             iv.train(train)
-    return run(w, "pyreft", step, evaluate, mode, ("same", "own"))
+    return run(w, "pyreft", step, evaluate, mode, ("same", "own"), reft_model.model.dtype)
 
 
 def pyreft_trainer_side(w):
@@ -287,14 +287,15 @@ def pyreft_trainer_side(w):
         trainer.train()
     times = [b - a for a, b in zip(marks, marks[1:])]
     return {"check_loss": check_loss, "losses": [], "tokens": tokens, "step_seconds": times, "eval_seconds": {},
-            "generations": {}, "train_peak_rss_mib": peak_rss_mib(), "peak_rss_mib": peak_rss_mib()}
+            "generations": {}, "train_peak_rss_mib": peak_rss_mib(), "peak_rss_mib": peak_rss_mib(),
+            "dtype": str(reft_model.model.dtype)}
 
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(w, side, step, evaluate, train_mode, modes) -> dict:
+def run(w, side, step, evaluate, train_mode, modes, dtype: torch.dtype) -> dict:
     torch.set_num_threads(w["threads"])
     train_mode(True)
     check_loss = step(w["check"][side])["loss"]  # identical on every side: the same computation, checked
@@ -314,7 +315,7 @@ def run(w, side, step, evaluate, train_mode, modes) -> dict:
             generations[mode] = evaluate(mode)
         seconds[mode] = time.perf_counter() - start
     result = {"check_loss": check_loss, "losses": losses, "tokens": tokens, "step_seconds": times, "eval_seconds": seconds,
-              "generations": generations, "train_peak_rss_mib": train_rss, "peak_rss_mib": peak_rss_mib()}
+              "generations": generations, "train_peak_rss_mib": train_rss, "peak_rss_mib": peak_rss_mib(), "dtype": str(dtype)}
     if w["profile"]:
         result["profile"] = profile(w, side, step, evaluate, train_mode)
     return result
@@ -340,7 +341,8 @@ def summarise(w: dict, result: dict, tok, task, warmup: int) -> dict:
     measured = result["step_seconds"][warmup:]
     figures = {"step_s": statistics.median(measured), "tokens_per_s": sum(result["tokens"][warmup:]) / sum(measured),
                "train_peak_rss_gib": result["train_peak_rss_mib"] / 1024, "peak_rss_gib": result["peak_rss_mib"] / 1024,
-               "check_loss": result["check_loss"], "losses": result["losses"], "profile": result.get("profile")}
+               "check_loss": result["check_loss"], "losses": result["losses"], "profile": result.get("profile"),
+               "dtype": result["dtype"].removeprefix("torch.")}
     for mode, texts in result["generations"].items():  # reftrun's side returns texts (generate_batch decodes), pyreft's ids
         texts = [t if isinstance(t, str) else tok.decode(t, skip_special_tokens=True) for t in texts]
         figures[f"eval_{mode}_per_s"] = len(texts) / result["eval_seconds"][mode]
@@ -405,7 +407,7 @@ def against_pyreft(args) -> None:
 
 def print_table(record: dict, args) -> None:
     figures = record["sides"]
-    rows = [("training step time (s, median)", "step_s", "{:.2f}"), ("training tokens/s (non-pad)", "tokens_per_s", "{:.0f}"),
+    rows = [("model dtype", "dtype", "{}"), ("training step time (s, median)", "step_s", "{:.2f}"), ("training tokens/s (non-pad)", "tokens_per_s", "{:.0f}"),
             ("peak RSS after training (GiB)", "train_peak_rss_gib", "{:.2f}"),
             (f"eval examples/s, same batches ({args.eval_batch}, longest first)", "eval_same_per_s", "{:.2f}"),
             (f"eval examples/s, same batches, 32 new tokens each", "eval_forced_per_s", "{:.2f}"),
@@ -522,8 +524,9 @@ def main() -> None:
     parser.add_argument("--eval-examples", type=int, default=64, help="smollm2: held-out prompts, a quarter from each set")
     parser.add_argument("--pyreft-eval-batch", type=int, default=4, help="smollm2: pyreft's own, the paper's -eval_batch_size 4")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
-                        help="smollm2: the model's dtype on every side (reftrun's interventions stay float32)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "auto"], default="float32",
+                        help="smollm2: the model's dtype on every side (reftrun's interventions stay float32); auto: each "
+                             "side's default (reftrun: bfloat16 where the CPU has it natively; pyreft: float32 on CPU)")
     parser.add_argument("--rank", type=int, default=8, help="smollm2: LoReFT rank")
     parser.add_argument("--sides", default=",".join(SIDES), help=f"smollm2: comma-separated, of {', '.join(SIDES)}")
     parser.add_argument("--profile", action="store_true", help="smollm2: torch.profiler's top 15 ops per side")
