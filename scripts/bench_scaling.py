@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench import cpu_features, reftrun_loop  # noqa: E402
+from bench import bare_loop, cpu_features, reftrun_loop  # noqa: E402
 
 LENGTHS, RANKS = (64, 128, 256, 512), (1, 4, 8, 32)
 
@@ -29,8 +29,6 @@ LENGTHS, RANKS = (64, 128, 256, 512), (1, 4, 8, 32)
 def measure(model, tok, length: int, rank: int | None, args) -> dict:
     """rank=None: the bare model (forward and backward to the first layer's output, generation without edits)."""
     from reftrun.evaluate import generate_batch
-    from reftrun.objectives import Generate
-    from reftrun.reft import find_layers
     gen = torch.Generator().manual_seed(length)
     ids = lambda n: torch.randint(100, tok.vocab_size, (n,), generator=gen).tolist()
     rows = [{"input_ids": p + t, "labels": [-100] * length + t, "prompt_length": length}
@@ -39,15 +37,7 @@ def measure(model, tok, length: int, rank: int | None, args) -> dict:
                 hidden_size=model.config.hidden_size)
     method, collator, step = reftrun_loop(model, spec, None, tok.pad_token_id, "cpu", args.steps + 1, None)
     if rank is None:
-        objective, first = Generate(None), find_layers(model)[0]
-
-        def step(batch):
-            handle = first.register_forward_hook(lambda m, i, o: (o[0] if isinstance(o, tuple) else o).requires_grad_(True))
-            try:
-                objective.loss(model, objective.collate(collator, batch)).backward()
-            finally:
-                handle.remove()
-        method = None
+        step, method = bare_loop(model, collator, "cpu", 0), None
     else:
         method.train(True)
     times = []
@@ -64,21 +54,21 @@ def measure(model, tok, length: int, rank: int | None, args) -> dict:
     return {"s_per_step": statistics.median(times[1:]), "eval_per_s": args.eval_batch / (time.perf_counter() - start)}
 
 
-def plot(record: dict, path: Path) -> None:
+def plot(record: dict, path: Path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     for dtype, runs in record["runs"].items():
         for who, style in (("reftrun", "-o"), ("bare", "--s")):
-            by_length = [r for r in runs if r["rank"] == (8 if who == "reftrun" else None)]
+            by_length = sorted((r for r in runs if r["rank"] == (8 if who == "reftrun" else None)), key=lambda r: r["length"])
             if not by_length:
                 continue
             x = [r["length"] for r in by_length]
             label = f"{who} {dtype}"
             axes[0, 0].plot(x, [r["s_per_step"] for r in by_length], style, label=label)
             axes[0, 1].plot(x, [r["eval_per_s"] for r in by_length], style, label=label)
-        by_rank = [r for r in runs if r["length"] == 128 and r["rank"] is not None]
+        by_rank = sorted((r for r in runs if r["length"] == 128 and r["rank"] is not None), key=lambda r: r["rank"])
         axes[1, 0].plot([r["rank"] for r in by_rank], [r["s_per_step"] for r in by_rank], "-o", label=f"reftrun {dtype}")
         axes[1, 1].plot([r["rank"] for r in by_rank], [r["eval_per_s"] for r in by_rank], "-o", label=f"reftrun {dtype}")
     titles = [("training s/step (batch 8), LoReFT r8", "prompt length (tokens)"),
@@ -94,6 +84,7 @@ def plot(record: dict, path: Path) -> None:
     fig.suptitle(f"SmolLM2-135M, 30 layers, f7+l7 tied; {record['cpu']}, {record['threads']} threads", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    return fig
 
 
 def main() -> None:
