@@ -68,6 +68,7 @@ def bare_loop(model, collator, device: str, first_layer: int, task=None):
     """The frozen model alone on the same rows: the loss's forward and backward, with gradients reaching the first
     intervened layer's output as ReFT's do (a hook marks that output as requiring grad, which costs nothing); no
     optimiser. step(rows) → {"loss", "tokens"}."""
+    from reftrun.models import training_attention
     from reftrun.objectives import Generate
     from reftrun.reft import find_layers
     objective, layer = Generate(task), find_layers(model)[first_layer]
@@ -79,8 +80,9 @@ def bare_loop(model, collator, device: str, first_layer: int, task=None):
         batch = {k: v.to(device) for k, v in objective.collate(collator, rows).items()}
         handle = layer.register_forward_hook(needs_grad)
         try:
-            loss = objective.loss(model, batch) / objective.targets(rows)
-            loss.backward()
+            with training_attention(model):  # as train_step does
+                loss = objective.loss(model, batch) / objective.targets(rows)
+                loss.backward()
         finally:
             handle.remove()
         return {"loss": float(loss), "tokens": int(batch["attention_mask"].sum())}

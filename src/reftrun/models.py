@@ -8,6 +8,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -170,6 +171,24 @@ def contiguous_head_input(model) -> None:
     head = model.get_output_embeddings()
     if head is not None:
         head.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
+
+
+@contextmanager
+def training_attention(model):
+    """Trains a bfloat16 model on a CPU through eager attention. torch's flash attention for CPU (SDPA) is slow in
+    bfloat16 backward: 35% of a SmolLM2 training step (torch.profiler), and the step is 28% faster eager (1.40
+    against 1.95 s on the 2-core AVX512-BF16 Xeon). In float32 the two are equal and generation is faster through
+    SDPA, so only this case switches, and only inside (the training step's forward and backward)."""
+    config = getattr(model, "config", None)
+    switch = (config is not None and getattr(model, "dtype", None) == torch.bfloat16 and model.device.type == "cpu"
+              and config._attn_implementation == "sdpa")
+    if switch:
+        config._attn_implementation = "eager"
+    try:
+        yield
+    finally:
+        if switch:
+            config._attn_implementation = "sdpa"
 
 
 def enable_gradient_checkpointing(model, layers) -> None:

@@ -6,6 +6,7 @@ import math
 import torch
 
 from . import distributed
+from .models import training_attention
 
 
 def make_optimizer(method, run, total_steps: int, head: list | None = None):
@@ -39,7 +40,7 @@ def train_step(model, method, objective, collator, group: list[list[dict]], opt,
     for micro in group[rank::world]:
         batch = {k: v.to(device) for k, v in objective.collate(collator, micro).items()}
         # backward inside the context: libraries that checkpoint a block's __call__ replay its hooks
-        with method.active(model, batch):
+        with method.active(model, batch), training_attention(model):
             with amp():
                 loss_sum = objective.loss(model, batch)
             scaler.scale(loss_sum / n_targets).backward()
