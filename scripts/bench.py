@@ -1,16 +1,21 @@
 """Benchmarks of the code that ships: reftrun's side trains with reftrun.step.train_step and generates with
 reftrun.evaluate (generate_batch, generate_set), the same calls `reftrun train` makes.
 
-    python scripts/bench.py                  # CPU, against pyreft: SmolLM2-135M, all 30 layers, LoReFT r8 f7+l7 tied, batch 8
-    python scripts/bench.py --no-pyreft      # reftrun only
-    python scripts/bench.py --workload llama7b-shape [--checkpointing] [--steps 10]   # GPU, reftrun only
+    python scripts/bench.py [--dtype float32|bfloat16|auto] [--json out.json] [--profile]   # CPU, four sides
+    python scripts/bench.py --sides bare,reftrun                                            # without pyreft
+    python scripts/bench.py --workload llama7b-shape [--checkpointing] [--steps 10]         # GPU, reftrun and bare
 
-smollm2 (default): both sides get the same model (fp32), the same training rows and positions, the same initial
-intervention weights, AdamW at the same lr with a linear decay and gradient clipping at 1.0 (conf/optim's default,
-and pyreft's HF Trainer's), and greedy decoding with 32 new tokens; each side runs in its own process (pyreft in an
-isolated environment with transformers 4.45.1, built once under ~/.cache/reftrun/pyreft-env; skipped cleanly where
-it cannot be built). Prints step time, non-pad tokens/s, peak RSS, eval examples/s, accuracy and the loss of each
-step on both sides, and the reftrun/pyreft ratios.
+smollm2 (default): SmolLM2-135M, all 30 layers, LoReFT r8 f7+l7 tied, batch 8, commonsense rows. Four sides, each in
+its own process: `bare` (the frozen model alone on reftrun's batches: forward and backward with gradients reaching
+the first intervened layer's output, generation without interventions), `reftrun`, `pyreft` driven by hand and
+`pyreft-trainer` (pyreft's own ReftTrainerForCausalLM). pyreft runs in an isolated environment with transformers
+4.45.1, built once under ~/.cache/reftrun/pyreft-env (skipped cleanly where it cannot be built). Every side gets the
+same model, training rows and positions, the same initial intervention weights, AdamW at the same lr with a linear
+decay and gradient clipping at 1.0 (conf/optim's default, and pyreft's HF Trainer's), and greedy decoding with 32 new
+tokens. Prints step time, non-pad tokens/s, peak RSS, eval examples/s (same batches; same batches with exactly 32 new
+tokens, for the overhead over the bare model; each side's default), accuracy, the loss of each step, the issue's
+targets (met or not) and the CPU's kernels; `--json` writes the same record; `--profile` adds torch.profiler's top 15
+ops per side for two training steps and the forced generation.
 
 llama7b-shape: a model with LLaMA-7B's shape and random weights in bf16, the paper's commonsense recipe (LoReFT r8,
 all 32 layers, f7+l7 tied, batch 16), Commonsense170K-like lengths. Prints training step time, non-pad tokens/s,
