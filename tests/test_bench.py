@@ -45,7 +45,7 @@ def test_targets_are_read_off_the_sides():
 def test_unknown_side_is_one_line_before_any_model_loads():
     out = subprocess.run([sys.executable, str(SCRIPTS / "bench.py"), "--sides", "reftrun,pyref"], capture_output=True, text=True)
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines()[-1].endswith("unknown side 'pyref'; valid: bare, reftrun, pyreft, pyreft-trainer")
+    assert out.stderr.strip().splitlines()[-1].endswith("unknown side 'pyref'; valid: reftrun, pyreft, pyreft-trainer")
 
 
 def test_gpu_workload_runs_tiny_on_cpu_with_the_bare_model_beside_it():
