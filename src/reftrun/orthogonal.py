@@ -6,8 +6,9 @@ centred on the initial matrix), but the fixed d×d base is stored as r Household
 
 Both products of reflectors (the chart's and the base's) are applied in compact-WY form, H₁⋯H_r = I − V T Vᵀ
 with T⁻¹ = diag(1/τ) + strict-upper(VᵀV) (Schreiber and Van Loan; Joffrain et al. 2006): a few matrix
-products instead of torch's householder_product and ormqr, whose backward on a CPU took 11× longer
-(30 layers of 576×8, forward and backward: 172 ms against 16 ms on the 2-core AVX512 machine).
+products instead of torch's householder_product and ormqr, whose backward runs column by column in many small
+ops (LinalgHouseholderProductBackward0 was 9% of a SmolLM2 training step on a CPU, torch.profiler through
+`scripts/bench.py --profile`; README, Speed, has the step before and after).
 """
 import torch
 from torch import nn
