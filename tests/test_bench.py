@@ -60,25 +60,12 @@ def test_gpu_workload_runs_tiny_on_cpu_with_the_bare_model_beside_it():
 
 def test_scaling_plot_draws_every_series(tmp_path):
     scaling = load("bench_scaling")
-    runs = [{"length": n, "rank": r, "s_per_step": n / 100, "eval_per_s": 100 / n}
-            for n in scaling.LENGTHS for r in (8, None)] + [{"length": 128, "rank": r, "s_per_step": 1.0, "eval_per_s": 2.0}
-                                                            for r in scaling.RANKS if r != 8]
-    record = {"cpu": "test CPU", "threads": 2, "runs": {"float32": runs}}
-    axes = scaling.plot(record, tmp_path / "scaling.png").axes
+    point = lambda n, r, beside, step, rate: {"length": n, "rank": r, "beside_rank": beside, "s_per_step": step, "eval_per_s": rate}
+    runs = [point(n, r, 8, n / 100, 100 / n) for n in scaling.LENGTHS for r in (8, None)]
+    runs += [point(128, r, beside, 1.0, 2.0) for beside in scaling.RANKS if beside != 8 for r in (beside, None)]
+    axes = scaling.plot({"cpu": "test CPU", "threads": 2, "runs": {"float32": runs}}, tmp_path / "scaling.png").axes
     assert (tmp_path / "scaling.png").stat().st_size > 10_000
-    assert [len(ax.lines) for ax in axes] == [2, 2, 1, 1]  # reftrun and bare against length; reftrun against rank
+    assert [len(ax.lines) for ax in axes] == [2, 2, 2, 2]  # reftrun and the bare model in every panel
     assert list(axes[0].lines[1].get_xdata()) == list(scaling.LENGTHS)
     assert list(axes[2].lines[0].get_xdata()) == sorted(scaling.RANKS)
     assert list(axes[3].lines[0].get_ydata()) == [2.0, 2.0, 100 / 128, 2.0]  # rank 8: from the length sweep
-
-
-def test_every_record_names_the_cpu_kernels_and_whether_bf16_is_native(monkeypatch):
-    bench = load("bench")
-    monkeypatch.setattr(bench.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-    monkeypatch.setattr(bench.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    assert bench.cpu_features().endswith("AVX2 kernels, no native bf16")
-    monkeypatch.setattr(bench.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
-    assert bench.cpu_features().endswith("AVX2 kernels, native bf16 (AVX512-BF16)")
-    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN held to AVX2: bf16 is emulated
-    assert bench.cpu_features().endswith("no native bf16")
