@@ -238,28 +238,3 @@ def test_orthonormal_rows_equal_torch_householder_and_ormqr(d, r):
     assert torch.allclose(rows().detach(), matrix, atol=1e-5)
     rows.reset_base(torch.eye(d, r))  # geqrf gives τ = 0 (no reflection) for columns already on the axes
     assert torch.equal(rows().detach().abs(), torch.eye(d, r))
-
-
-def test_rows_computed_together_equal_each_computed_alone():
-    """reft.attached computes every layer's R in one batched pass (orthogonal.computed_together): the same values
-    and gradients as one module at a time; modules of another shape compute their own; outside, nothing is kept."""
-    from reftrun.orthogonal import computed_together
-    torch.manual_seed(0)
-    rows = [OrthonormalRows(24, 3) for _ in range(4)]
-    with torch.no_grad():
-        for m in rows:
-            m.original.normal_(0, 0.3)
-    weights = torch.randn(4, 24, 3)
-    sum((m() * w).sum() for m, w in zip(rows, weights)).backward()
-    alone = [(m().detach(), m.original.grad.clone()) for m in rows]
-    for m in rows:
-        m.original.grad = None
-    with computed_together(rows):
-        assert all(m.computed is not None for m in rows)
-        sum((m() * w).sum() for m, w in zip(rows, weights)).backward()
-    assert all(m.computed is None for m in rows)
-    for m, (value, grad) in zip(rows, alone):
-        assert torch.allclose(m().detach(), value, atol=1e-6) and torch.allclose(m.original.grad, grad, atol=1e-5)
-    mixed = rows[:2] + [OrthonormalRows(24, 2)]
-    with computed_together(mixed):
-        assert all(m.computed is None for m in mixed)

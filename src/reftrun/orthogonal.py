@@ -10,19 +10,17 @@ products instead of torch's householder_product and ormqr, whose backward runs c
 ops (LinalgHouseholderProductBackward0 was 9% of a SmolLM2 training step on a CPU, torch.profiler through
 `scripts/bench.py --profile`; README, Speed, has the step before and after).
 """
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
 
 def _reflect(v: torch.Tensor, tau_inverse: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """(H₁ H₂ ⋯ H_r) x for unit-lower reflectors v (…, d, r), given T⁻¹ (…, r, r, upper triangular)."""
+    """(H₁ H₂ ⋯ H_r) x for unit-lower reflectors v (d×r), given T⁻¹ (r×r, upper triangular)."""
     return x - v @ torch.linalg.solve_triangular(tau_inverse, v.mT @ x, upper=True)
 
 
 def _unit_lower(reflectors: torch.Tensor) -> torch.Tensor:
-    return reflectors.tril(-1) + torch.eye(*reflectors.shape[-2:], dtype=reflectors.dtype, device=reflectors.device)
+    return reflectors.tril(-1) + torch.eye(*reflectors.shape, dtype=reflectors.dtype, device=reflectors.device)
 
 
 def _householder_chart(original: torch.Tensor) -> torch.Tensor:
@@ -30,37 +28,9 @@ def _householder_chart(original: torch.Tensor) -> torch.Tensor:
     (τ = 2/vᵀv: true reflections), negated. Equals −[I_r; 0] when the strict lower part is zero."""
     v = _unit_lower(original)
     gram = v.mT @ v
-    tau_inverse = gram.triu(1) + torch.diag_embed(gram.diagonal(dim1=-2, dim2=-1) / 2)
-    return _reflect(v, tau_inverse, -torch.eye(*v.shape[-2:], dtype=v.dtype, device=v.device))
-
-
-def _rows(original, base_reflectors, base_tau, base_signs) -> torch.Tensor:
-    """Rᵀ from the chart coordinates and the base; every argument may carry leading batch dimensions."""
-    chart = _householder_chart(original)
-    rank = chart.shape[-1]
-    chart = torch.cat([chart[..., :rank, :] * base_signs[..., :, None], chart[..., rank:, :]], dim=-2)
-    with torch.no_grad():  # the base's Q = H₁⋯H_r (geqrf's reflectors and τ), as ormqr applies it
-        v = _unit_lower(base_reflectors)
-        tau_inverse = (v.mT @ v).triu(1) + torch.diag_embed(1 / base_tau)
-    return _reflect(v, tau_inverse, chart)
-
-
-@contextmanager
-def computed_together(modules: list["OrthonormalRows"]):
-    """Inside, each module's forward() returns its Rᵀ from one batched computation over all of them (one set of
-    small ops per step instead of one per layer); gradients flow back through it. Modules of different shapes,
-    dtypes or devices (a model split over GPUs) are left to compute their own."""
-    kinds = {(m.original.shape, m.original.dtype, m.original.device) for m in modules}
-    if len(modules) > 1 and len(kinds) == 1:
-        stacked = _rows(*(torch.stack([getattr(m, k) for m in modules])
-                          for k in ("original", "base_reflectors", "base_tau", "base_signs")))
-        for m, rows in zip(modules, stacked.unbind(0)):
-            m.computed = rows.to(m.out_dtype)
-    try:
-        yield
-    finally:
-        for m in modules:
-            m.computed = None
+    tau_inverse = gram.triu(1) + torch.diag_embed(gram.diagonal() / 2)
+    rank = v.shape[1]
+    return _reflect(v, tau_inverse, -torch.eye(*v.shape, dtype=v.dtype, device=v.device)[:, :rank])
 
 
 class OrthonormalRows(nn.Module):
@@ -71,7 +41,6 @@ class OrthonormalRows(nn.Module):
         keeps its R in float32 beside bfloat16 W."""
         super().__init__()
         self.out_dtype = dtype
-        self.computed = None  # set by computed_together
         dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
         if not 0 < rank <= hidden_size:
             raise ValueError(f"rank {rank} must be in 1..hidden_size={hidden_size}")
@@ -94,6 +63,10 @@ class OrthonormalRows(nn.Module):
         self.original.zero_()
 
     def forward(self) -> torch.Tensor:
-        if self.computed is not None:
-            return self.computed
-        return _rows(self.original, self.base_reflectors, self.base_tau, self.base_signs).to(self.out_dtype)
+        chart = _householder_chart(self.original)
+        rank = chart.shape[1]
+        chart = torch.cat([chart[:rank] * self.base_signs[:, None], chart[rank:]])
+        with torch.no_grad():  # the base's Q = H₁⋯H_r (geqrf's reflectors and τ), as ormqr applies it
+            v = _unit_lower(self.base_reflectors)
+            tau_inverse = (v.mT @ v).triu(1) + torch.diag(1 / self.base_tau)
+        return _reflect(v, tau_inverse, chart).to(self.out_dtype)

@@ -11,7 +11,6 @@ import torch
 from torch import nn
 
 from .interventions import build_intervention, count_parameters
-from .orthogonal import OrthonormalRows, computed_together
 from .positions import PositionSpec
 
 # Where the list of transformer blocks lives, tried in order (Llama/Mistral/Qwen/Gemma, GPT-2,
@@ -134,8 +133,7 @@ class Reft(nn.Module):
         if prefill_only:  # the first forward call is the prefill over the prompt; later calls decode
             handles.append(model.register_forward_hook(lambda *a: setattr(self, "_positions", None)))
         try:
-            with computed_together([m for m in self.interventions.modules() if isinstance(m, OrthonormalRows)]):
-                yield model
+            yield model
         finally:
             for h in handles:
                 h.remove()
