@@ -29,15 +29,14 @@ def _householder_chart(original: torch.Tensor) -> torch.Tensor:
     v = _unit_lower(original)
     gram = v.mT @ v
     tau_inverse = gram.triu(1) + torch.diag_embed(gram.diagonal() / 2)
-    rank = v.shape[1]
-    return _reflect(v, tau_inverse, -torch.eye(*v.shape, dtype=v.dtype, device=v.device)[:, :rank])
+    return _reflect(v, tau_inverse, -torch.eye(*v.shape, dtype=v.dtype, device=v.device))
 
 
 class OrthonormalRows(nn.Module):
     """Holds R ∈ ℝ^{r×d}; `forward()` returns Rᵀ (d×r, orthonormal columns)."""
 
     def __init__(self, hidden_size: int, rank: int, dtype: torch.dtype = torch.float32):
-        """`dtype` is the output's; the factorisation runs in float32 at least (geqrf/ormqr need it), as pyreft
+        """`dtype` is the output's; the factorisation runs in float32 at least (geqrf needs it), as pyreft
         keeps its R in float32 beside bfloat16 W."""
         super().__init__()
         self.out_dtype = dtype
