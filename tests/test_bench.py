@@ -69,3 +69,15 @@ def test_scaling_plot_draws_every_series(tmp_path):
     assert list(axes[0].lines[1].get_xdata()) == list(scaling.LENGTHS)
     assert list(axes[2].lines[0].get_xdata()) == sorted(scaling.RANKS)
     assert list(axes[3].lines[0].get_ydata()) == [2.0, 2.0, 100 / 128, 2.0]  # rank 8: from the length sweep
+
+
+def test_every_record_names_the_cpu_kernels_and_whether_bf16_is_native(monkeypatch):
+    bench = load("bench")
+    monkeypatch.setattr(bench.torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    monkeypatch.setattr(bench.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert bench.cpu_features().endswith("AVX2 kernels, no native bf16")
+    monkeypatch.setattr(bench.torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    assert bench.cpu_features().endswith("AVX2 kernels, native bf16 (AVX512-BF16)")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN held to AVX2: bf16 is emulated
+    assert bench.cpu_features().endswith("no native bf16")
