@@ -166,7 +166,7 @@ def load_model(name_or_path: str, dtype: str = "auto", device: str = "auto", tru
 def contiguous_head_input(model) -> None:
     """Generation's prefill hands the LM head the last position only, a strided [B, 1, d] view. torch.matmul
     (2.13, CPU) then broadcasts the head's weight to [B, d, vocab] and copies it: 1.8 GB for SmolLM2 at batch
-    32 in bfloat16, 3.4 of a prefill's 6.0 s in torch.profiler. A contiguous input takes the plain matrix
+    32 in bfloat16, 3.4 of a prefill's 6.0 s in torch.profiler (2-core AVX512-BF16 Xeon). A contiguous input takes the plain matrix
     product; the copy costs B·d numbers."""
     head = model.get_output_embeddings()
     if head is not None:
@@ -176,7 +176,7 @@ def contiguous_head_input(model) -> None:
 @contextmanager
 def training_attention(model):
     """Trains a bfloat16 model on a CPU through eager attention. torch's flash attention for CPU (SDPA) is slow in
-    bfloat16 backward: 35% of a SmolLM2 training step (torch.profiler through `scripts/bench.py --profile`; README,
+    bfloat16 backward: 35% of a SmolLM2 training step on a 2-core AVX512-BF16 Xeon (torch.profiler through `scripts/bench.py --profile`; README,
     Speed, has the step before and after). In float32 the two are about equal and generation is faster through
     SDPA, so only this case switches, and only inside (the training step's forward and backward)."""
     config = getattr(model, "config", None)
